@@ -1,0 +1,60 @@
+"""What every backend provides.
+
+A backend runs one exported matcher model and returns at most K matches in model-input
+pixels. The Matcher does everything else (image conversion, resizing, mapping back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+# Names of the tensors of the single-graph matcher model written by `coarse-loftr export`.
+INPUT_NAMES = ("image0", "image1")  # float32 [1, 1, H, W], grayscale in [0, 1]
+OUTPUT_NAMES = ("keypoints0", "keypoints1", "confidence", "valid", "cells0", "cells1")
+# keypoints0/1: float32 [1, K, 2] model-input pixels (x, y), pixel centres at integers;
+# confidence: float32 [1, K] descending; valid: bool [1, K]; cells0/1: int32 [1, K].
+METADATA_PREFIX = "coarse_loftr."
+
+
+@dataclass
+class RawMatches:
+    """Matches in model-input pixel coordinates, as a backend returns them.
+
+    All arrays hold only the valid matches, sorted by descending confidence.
+    """
+
+    keypoints0: np.ndarray  # float32 (N, 2)
+    keypoints1: np.ndarray  # float32 (N, 2)
+    confidence: np.ndarray  # float32 (N,)
+    cells0: np.ndarray  # int32 (N,)
+    cells1: np.ndarray  # int32 (N,)
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, np.ndarray]) -> "RawMatches":
+        """Select the valid rows of a model's fixed-size top-K outputs (batch 1)."""
+        valid = np.asarray(outputs["valid"]).reshape(-1).astype(bool)
+        return cls(
+            keypoints0=np.asarray(outputs["keypoints0"], dtype=np.float32).reshape(-1, 2)[valid],
+            keypoints1=np.asarray(outputs["keypoints1"], dtype=np.float32).reshape(-1, 2)[valid],
+            confidence=np.asarray(outputs["confidence"], dtype=np.float32).reshape(-1)[valid],
+            cells0=np.asarray(outputs["cells0"]).reshape(-1)[valid].astype(np.int32),
+            cells1=np.asarray(outputs["cells1"]).reshape(-1)[valid].astype(np.int32),
+        )
+
+
+class Backend(Protocol):
+    """A runtime for one matcher model."""
+
+    name: str
+    """Backend name: ``onnxruntime``, ``tensorrt`` or ``torch``."""
+    input_size: tuple[int, int]
+    """(width, height) of the model input in pixels."""
+    stride: int
+    """Model-input pixels per coarse cell."""
+
+    def run(self, image0: np.ndarray, image1: np.ndarray) -> RawMatches:
+        """Match two float32 [1, 1, H, W] images in [0, 1] (H, W = input_size)."""
+        ...

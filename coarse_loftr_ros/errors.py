@@ -1,0 +1,17 @@
+"""User-facing errors: each message is one line that names the problem and the fix."""
+
+
+class CoarseLoftrError(Exception):
+    """Base class of the errors this package raises for bad input or setup."""
+
+
+class ImageError(CoarseLoftrError, ValueError):
+    """An image that cannot be read, decoded or matched."""
+
+
+class ModelError(CoarseLoftrError, ValueError):
+    """A model file that is missing, corrupt or does not fit."""
+
+
+class BackendUnavailableError(CoarseLoftrError, RuntimeError):
+    """A backend whose library (torch, TensorRT, pycuda) or device is missing."""

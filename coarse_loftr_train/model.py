@@ -1,0 +1,244 @@
+"""The coarse level of LoFTR (Sun et al., CVPR 2021) in plain PyTorch.
+
+Only matmul, reshape, sum and standard layers are used (no einsum, no einops), so the
+network exports to ONNX with static shapes and builds in TensorRT 8.5+.
+
+Tensor conventions: images are ``[B, 1, H, W]`` float32 grayscale in [0, 1]; coarse
+features are ``[B, L, C]`` with ``L = (H / stride) * (W / stride)`` cells in row-major
+order (cell index ``i = row * (W / stride) + col``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+def _conv3x3(in_dim: int, out_dim: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_dim, out_dim, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_dim: int, out_dim: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_dim, out_dim, kernel_size=1, stride=stride, padding=0, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block; a strided block gets a 1x1 projection shortcut."""
+
+    def __init__(self, in_dim: int, dim: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_dim, dim, stride)
+        self.conv2 = _conv3x3(dim, dim)
+        self.bn1 = nn.BatchNorm2d(dim)
+        self.bn2 = nn.BatchNorm2d(dim)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (
+            None if stride == 1 else nn.Sequential(_conv1x1(in_dim, dim, stride), nn.BatchNorm2d(dim))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.relu(x + y)
+
+
+def _fpn_merge(top_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        _conv3x3(top_dim, top_dim), nn.BatchNorm2d(top_dim), nn.LeakyReLU(), _conv3x3(top_dim, out_dim)
+    )
+
+
+class ResNetFPN(nn.Module):
+    """ResNet-FPN backbone of LoFTR (``ResNetFPN_8_2`` or ``ResNetFPN_16_4``).
+
+    ``forward`` returns only the coarse map; the fine (FPN) branch is computed by
+    ``forward_fine`` for refinement and training, so coarse-only inference does no dead work.
+    Parameter names follow the original implementation so its checkpoints load unchanged.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        dims = config.block_dims
+        self.conv1 = nn.Conv2d(1, config.initial_dim, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(config.initial_dim)
+        self.relu = nn.ReLU(inplace=True)
+        in_dims = (config.initial_dim,) + dims[:-1]
+        strides = (1,) + (2,) * (len(dims) - 1)
+        for index, (in_dim, dim, stride) in enumerate(zip(in_dims, dims, strides), start=1):
+            layer = nn.Sequential(BasicBlock(in_dim, dim, stride), BasicBlock(dim, dim, 1))
+            setattr(self, f"layer{index}", layer)
+        top = len(dims)  # index of the coarsest stage
+        setattr(self, f"layer{top}_outconv", _conv1x1(dims[-1], dims[-1]))
+        # FPN: stage (top-1) merges the upsampled coarse map, stage (top-2) gives the fine map.
+        setattr(self, f"layer{top - 1}_outconv", _conv1x1(dims[-2], dims[-1]))
+        setattr(self, f"layer{top - 1}_outconv2", _fpn_merge(dims[-1], dims[-2]))
+        setattr(self, f"layer{top - 2}_outconv", _conv1x1(dims[-3], dims[-2]))
+        setattr(self, f"layer{top - 2}_outconv2", _fpn_merge(dims[-2], dims[-3]))
+        self.num_stages = top
+
+    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(x)))
+        outputs = []
+        for index in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{index}")(x)
+            outputs.append(x)
+        return outputs
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Coarse feature map ``[B, d_model, H / stride, W / stride]``."""
+        top = self.num_stages
+        return getattr(self, f"layer{top}_outconv")(self._stages(image)[-1])
+
+    def forward_fine(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse and fine feature maps (the full FPN), for refinement and training."""
+        top = self.num_stages
+        stages = self._stages(image)
+        coarse = getattr(self, f"layer{top}_outconv")(stages[-1])
+        x = F.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=True)
+        x = getattr(self, f"layer{top - 1}_outconv2")(getattr(self, f"layer{top - 1}_outconv")(stages[-2]) + x)
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        fine = getattr(self, f"layer{top - 2}_outconv2")(getattr(self, f"layer{top - 2}_outconv")(stages[-3]) + x)
+        return coarse, fine
+
+
+class PositionEncodingSine(nn.Module):
+    """2-D sinusoidal position encoding of LoFTR.
+
+    ``temp_bug_fix=False`` reproduces the frequency term of the original release
+    (``-log(10000) / d_model // 2``, which floors to -1), used by the released LoFTR
+    outdoor and reduced-student weights; ``True`` is the corrected formula.
+    """
+
+    def __init__(self, d_model: int, temp_bug_fix: bool = False, max_shape: tuple[int, int] = (256, 256)) -> None:
+        super().__init__()
+        pe = torch.zeros((d_model, *max_shape))
+        y_position = torch.ones(max_shape).cumsum(0).float().unsqueeze(0)
+        x_position = torch.ones(max_shape).cumsum(1).float().unsqueeze(0)
+        exponent = -math.log(10000.0) / (d_model // 2) if temp_bug_fix else -math.log(10000.0) / d_model // 2
+        div_term = torch.exp(torch.arange(0, d_model // 2, 2).float() * exponent)
+        div_term = div_term[:, None, None]
+        pe[0::4, :, :] = torch.sin(x_position * div_term)
+        pe[1::4, :, :] = torch.cos(x_position * div_term)
+        pe[2::4, :, :] = torch.sin(y_position * div_term)
+        pe[3::4, :, :] = torch.cos(y_position * div_term)
+        self.register_buffer("pe", pe.unsqueeze(0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[:, :, : x.shape[2], : x.shape[3]]
+
+
+class LinearAttention(nn.Module):
+    """Linear attention (Katharopoulos et al. 2020) with the ELU+1 feature map."""
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """query ``[B, H, L, D]``, key/value ``[B, H, S, D]`` -> ``[B, H, L, D]``."""
+        q = F.elu(query) + 1
+        k = F.elu(key) + 1
+        length = value.shape[2]
+        v = value / length
+        kv = torch.matmul(k.transpose(2, 3), v)  # [B, H, D, D]
+        normaliser = 1.0 / (torch.matmul(q, k.sum(dim=2, keepdim=True).transpose(2, 3)) + self.eps)  # [B, H, L, 1]
+        return torch.matmul(q, kv) * normaliser * length
+
+
+class EncoderLayer(nn.Module):
+    """One LoFTR transformer layer: attention, merge, LayerNorm, MLP on [x, message], residual."""
+
+    def __init__(self, d_model: int, d_ffn: int, nhead: int) -> None:
+        super().__init__()
+        self.nhead = nhead
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.attention = LinearAttention()
+        self.merge = nn.Linear(d_model, d_model, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * d_model, 2 * d_ffn, bias=False), nn.ReLU(inplace=True), nn.Linear(2 * d_ffn, d_model, bias=False)
+        )
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, channels = x.shape
+        return x.reshape(batch, length, self.nhead, channels // self.nhead).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """x ``[B, L, C]`` attends to source ``[B, S, C]``."""
+        batch, length, channels = x.shape
+        message = self.attention(self._heads(self.q_proj(x)), self._heads(self.k_proj(source)), self._heads(self.v_proj(source)))
+        message = message.transpose(1, 2).reshape(batch, length, channels)
+        message = self.norm1(self.merge(message))
+        message = self.norm2(self.mlp(torch.cat([x, message], dim=2)))
+        return x + message
+
+
+class LocalFeatureTransformer(nn.Module):
+    """Interleaved self- and cross-attention over the two images' coarse features."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.layer_names = config.layer_names
+        self.layers = nn.ModuleList(EncoderLayer(config.d_model, config.d_ffn, config.nhead) for _ in config.layer_names)
+
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for layer, name in zip(self.layers, self.layer_names):
+            # Sequential update as in LoFTR: in a cross layer image 1 attends to the
+            # already-updated features of image 0.
+            feat0 = layer(feat0, feat0 if name == "self" else feat1)
+            feat1 = layer(feat1, feat1 if name == "self" else feat0)
+        return feat0, feat1
+
+
+def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity and dual-softmax confidence matrices ``[B, L0, L1]``."""
+    scale = feat0.shape[-1] ** 0.5
+    similarity = torch.matmul(feat0 / scale, (feat1 / scale).transpose(1, 2)) / temperature
+    confidence = F.softmax(similarity, dim=1) * F.softmax(similarity, dim=2)
+    return similarity, confidence
+
+
+class CoarseLoFTR(nn.Module):
+    """Coarse LoFTR: backbone -> position encoding -> transformer -> dual softmax.
+
+    ``forward(image0, image1)`` returns the confidence matrix ``[B, L0, L1]``; the two
+    stages are also exposed (``extract_features``, ``match_features``) so that a sequence
+    can compute each frame's CNN features once.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = ResNetFPN(config)
+        self.pos_encoding = PositionEncodingSine(config.d_model, config.temp_bug_fix)
+        self.loftr_coarse = LocalFeatureTransformer(config)
+
+    def extract_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``."""
+        return self.backbone(image)
+
+    def match_features(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse CNN maps of both images -> (similarity, confidence) ``[B, L0, L1]``."""
+        feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
+        feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
+        feat0, feat1 = self.loftr_coarse(feat0, feat1)
+        return dual_softmax(feat0, feat1, self.config.temperature)
+
+    def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> torch.Tensor:
+        batch = image0.shape[0]
+        if image0.shape == image1.shape:  # one CNN pass over both images
+            cnn = self.extract_features(torch.cat([image0, image1], dim=0))
+            cnn0, cnn1 = cnn[:batch], cnn[batch:]
+        else:
+            cnn0, cnn1 = self.extract_features(image0), self.extract_features(image1)
+        return self.match_features(cnn0, cnn1)[1]
