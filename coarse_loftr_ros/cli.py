@@ -1,0 +1,45 @@
+"""The ``coarse-loftr`` command.
+
+Each sub-command lives in the module that does its work and registers itself through
+``add_parser(subparsers)``; this module only dispatches. Errors a user can fix
+(``CoarseLoftrError``) print one line and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import CoarseLoftrError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cli_commands
+
+    parser = argparse.ArgumentParser(
+        prog="coarse-loftr",
+        description="Find pixel correspondences between images with a compact coarse LoFTR transformer.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in cli_commands.PARSERS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CoarseLoftrError as error:
+        print(f"coarse-loftr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"coarse-loftr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
