@@ -1,7 +1,9 @@
 """The ``coarse-loftr`` command.
 
-Each sub-command lives in the module that does its work and registers itself through
-``add_parser(subparsers)``; this module only dispatches. Errors a user can fix
+Each sub-command is a small module in ``coarse_loftr_ros/commands/`` with
+``add_parser(subparsers)``, which declares its arguments and sets ``run``; the work itself
+lives in the library modules. Command modules import heavy libraries inside ``run`` only,
+so ``coarse-loftr --help`` stays fast. Errors a user can fix
 (``CoarseLoftrError``) print one line and exit with status 2, without a traceback.
 """
 
@@ -15,7 +17,7 @@ from .errors import CoarseLoftrError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_commands
+    from .commands import export, match
 
     parser = argparse.ArgumentParser(
         prog="coarse-loftr",
@@ -23,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parser in cli_commands.PARSERS:
-        add_parser(subparsers)
+    for command in (match, export):
+        command.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Sub-commands of ``coarse-loftr``, one module each."""
