@@ -10,6 +10,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["coarse_loftr_ros", "coarse_loftr_ros.*", "coarse_loftr_train", "coarse_loftr_train.*"]),
     package_data={"coarse_loftr_ros": ["models/*.onnx", "models/*.md", "models/*.json"]},
+    # The message definition, where match_array.match_array_definition() finds it (as in ROS).
+    data_files=[("share/coarse_loftr_ros/msg", ["msg/MatchArray.msg"])],
     install_requires=[
         "numpy>=1.23",
         "opencv-python-headless>=4.6",
