@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import array
 import os
+import site
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -123,7 +124,7 @@ def result_from_match_array(msg: Any) -> MatchResult:
 def _definition_candidates() -> list[Path]:
     """Where msg/MatchArray.msg may be: source tree, pip prefix, ament install prefixes."""
     candidates = [Path(__file__).resolve().parents[1] / "msg" / "MatchArray.msg"]
-    prefixes = [sys.prefix] + [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    prefixes = [sys.prefix, site.getuserbase()] + [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     candidates += [Path(prefix) / "share" / _PACKAGE / "msg" / "MatchArray.msg" for prefix in prefixes]
     return candidates
 
