@@ -123,8 +123,11 @@ def export_onnx(
     dummy = torch.zeros(1, 1, config.input_height, config.input_width)
     tmp = output.with_name(output.name + ".tmp")
     with torch.no_grad(), warnings.catch_warnings():
-        # Shape checks in the model are constant for a static export.
+        # Shape checks in the model are constant for a static export. The TorchScript
+        # exporter is deprecated, but it writes opset 17, the newest that TensorRT 8.5/8.6
+        # parse; the torch.export-based one starts at opset 18.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             wrapper,
             (dummy, dummy),
