@@ -17,10 +17,6 @@ RELEASED_ONNX = SHARED / "weights" / "coarse_loftr_trt_student.onnx"
 FREIBURG = SHARED / "data" / "freiburg_sequence"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
-
-
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this test needs ../shared beside the checkout")
