@@ -59,7 +59,7 @@ def test_known_scale_maps_back_exactly(matcher, freiburg_frames):
     assert same_cell.mean() > 0.9
     expected = (result.keypoints0[same_cell] + 0.5) * 0.5 - 0.5
     error = np.linalg.norm(result.keypoints1[same_cell] - expected, axis=1)
-    assert np.median(error) < 1.0 and error.max() < 4.0  # pixels of image1 (8 px per cell)
+    assert np.median(error) < 1.0 and error.max() < 8.0  # pixels of image1 (8 px per cell)
 
 
 def test_input_layouts_give_the_same_matches(matcher, freiburg_frames):
