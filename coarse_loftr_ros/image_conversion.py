@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
+from .imageio import _decode_quietly  # cv2.imdecode without OpenCV's warnings on stderr
 
 # encoding -> (numpy dtype, channels in the message, conversion to BGR or None)
 # 8UC3 / 8UC4 / 16UC3 are read as BGR / BGRA like cv_bridge does.
@@ -163,7 +164,7 @@ def compressed_to_numpy(msg: Any) -> np.ndarray:
     if data.size == 0:
         raise ImageError(f"empty compressed image data (format {image_format!r})")
     try:
-        pixels = cv2.imdecode(np.ascontiguousarray(data), cv2.IMREAD_UNCHANGED)
+        pixels = _decode_quietly(np.ascontiguousarray(data))
     except cv2.error as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "OpenCV error"
         raise ImageError(f"cannot decode compressed image (format {image_format!r}): {first_line}") from error
