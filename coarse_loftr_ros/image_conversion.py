@@ -5,6 +5,8 @@ Public API:
 - ``image_to_numpy(msg) -> np.ndarray`` for a ``sensor_msgs/Image``.
 - ``compressed_to_numpy(msg) -> np.ndarray`` for a ``sensor_msgs/CompressedImage``.
 - ``message_to_numpy(msg) -> np.ndarray`` for either (dispatches on a ``format`` field).
+- ``numpy_to_image_fields(image, header, arrays="array") -> dict``: the reverse, the
+  ``sensor_msgs/Image`` fields for a uint8 (mono8 / bgr8) or uint16 (mono16) array.
 - ``SUPPORTED_ENCODINGS``: the ``Image.encoding`` values ``image_to_numpy`` accepts.
 
 The functions are duck-typed: they read ``encoding``, ``height``, ``width``, ``step``,
@@ -194,3 +196,32 @@ def message_to_numpy(msg: Any) -> np.ndarray:
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return compressed_to_numpy(msg)
     return image_to_numpy(msg)
+
+
+def numpy_to_image_fields(image: np.ndarray, header: Any, arrays: str = "array") -> dict[str, Any]:
+    """``sensor_msgs/Image`` fields for ``image``: uint8 HxW (mono8), HxWx3 BGR (bgr8), uint16 HxW (mono16).
+
+    ``data`` is an ``array.array('B')`` for rclpy (``arrays="array"``) or a numpy uint8
+    array for rosbags (``arrays="numpy"``); rows are unpadded and in host byte order.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2 and image.dtype == np.uint8:
+        encoding = "mono8"
+    elif image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        encoding = "bgr8"
+    elif image.ndim == 2 and image.dtype == np.uint16:
+        encoding = "mono16"
+    else:
+        raise ImageError(f"cannot publish an image of shape {image.shape} and dtype {image.dtype}; "
+                         "expected uint8 HxW, uint8 HxWx3 (BGR) or uint16 HxW")
+    pixels = np.ascontiguousarray(image)
+    data = pixels.reshape(-1).view(np.uint8)
+    return {
+        "header": header,
+        "height": int(pixels.shape[0]),
+        "width": int(pixels.shape[1]),
+        "encoding": encoding,
+        "is_bigendian": int(_HOST_IS_BIGENDIAN),
+        "step": int(pixels.strides[0]),
+        "data": array.array("B", data.tobytes()) if arrays == "array" else data.copy(),
+    }

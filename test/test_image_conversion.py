@@ -19,6 +19,7 @@ from coarse_loftr_ros.image_conversion import (
     compressed_to_numpy,
     image_to_numpy,
     message_to_numpy,
+    numpy_to_image_fields,
 )
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -229,6 +230,20 @@ def test_rosbags_message_after_cdr_round_trip(bgr):
     decoded = store.deserialize_cdr(store.serialize_cdr(msg, Image.__msgtype__), Image.__msgtype__)
     np.testing.assert_array_equal(image_to_numpy(decoded), bgr)
     np.testing.assert_array_equal(message_to_numpy(decoded), bgr)
+
+
+@pytest.mark.parametrize("arrays", ["array", "numpy"])
+def test_numpy_to_image_fields_round_trip(bgr, arrays):
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    for image, encoding in ((bgr, "bgr8"), (gray, "mono8"), (gray.astype(np.uint16) * 300, "mono16")):
+        fields = numpy_to_image_fields(image, header="h", arrays=arrays)
+        assert fields["encoding"] == encoding and fields["header"] == "h"
+        assert isinstance(fields["data"], array.array if arrays == "array" else np.ndarray)
+        np.testing.assert_array_equal(image_to_numpy(ImageFields(**{k: v for k, v in fields.items() if k != "header"})), image)
+    with pytest.raises(ImageError, match="cannot publish"):
+        numpy_to_image_fields(np.zeros((4, 4, 4), np.uint8), None)
+    with pytest.raises(ImageError, match="cannot publish"):
+        numpy_to_image_fields(np.zeros((4, 4), np.float32), None)
 
 
 # ----- errors -----
