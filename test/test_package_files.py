@@ -258,3 +258,17 @@ def test_rosidl_and_rosbags_agree_on_the_fields(parsed_message):
     store = match_array_typestore()
     fields = store.fielddefs[MATCH_ARRAY_TYPENAME][1]
     assert [name for name, _ in fields] == [m["name"] for m in parsed_message["members"]]
+
+
+def test_colcon_discovers_an_ament_cmake_package(tmp_path):
+    """colcon (colcon-common-extensions from PyPI) sees the repository as one ament_cmake package."""
+    pytest.importorskip("colcon_core", reason="colcon is not installed (pip install colcon-common-extensions)")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "coarse_loftr_ros").symlink_to(REPO, target_is_directory=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "colcon", "list"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    if completed.returncode != 0 and "No module named colcon" in completed.stderr:
+        pytest.skip("colcon cannot run as a module here")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["coarse_loftr_ros", "src/coarse_loftr_ros", "(ros.ament_cmake)"]
