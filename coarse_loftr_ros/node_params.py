@@ -4,7 +4,8 @@ Public API:
 
 - ``PARAMETERS``: a tuple of ``ParameterSpec`` (name, default, description, choices or
   range, whether it may change while the node runs). ``node.py`` declares each one with a
-  ``ParameterDescriptor`` built from it; the README table is generated from the same data.
+  ``ParameterDescriptor`` built from it; the table in docs/README_ros.md lists the same data
+  (a test checks that they agree).
 - ``validate_parameters(values) -> NodeConfig``: check a name -> value mapping (missing
   names take their defaults) and return the typed configuration; raises
   ``ParameterError`` with a one-line message naming the parameter and the fix.

@@ -195,3 +195,26 @@ def test_bad_parameters_files(tmp_path, text, match):
     with pytest.raises(ParameterError, match=match) as info:
         load_parameters_file(path)
     assert "\n" not in str(info.value)
+
+
+def test_readme_parameter_table_matches_the_declarations():
+    texts = [p.read_text() for p in (REPO / "docs" / "README_ros.md", REPO / "README.md") if p.is_file()]
+    text = next((t for t in texts if "| `qos_reliability` |" in t), None)
+    if text is None:
+        pytest.skip("no ROS 2 parameter table in docs/README_ros.md or README.md")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[1] in ("string", "int", "double", "bool"):
+            rows[cells[0].strip("`")] = cells
+    assert list(rows) == [spec.name for spec in PARAMETERS]
+    for spec in PARAMETERS:
+        name, type_name, default, choices_or_range, dynamic, _ = rows[spec.name]
+        assert type_name == spec.type_name, spec.name
+        expected_default = {True: "true", False: "false"}.get(spec.default, spec.default) if isinstance(spec.default, bool) else spec.default
+        assert default.strip("`") == ('""' if expected_default == "" else str(expected_default)), spec.name
+        assert (dynamic == "yes") == spec.dynamic, spec.name
+        if spec.choices:
+            assert choices_or_range.split(" \\| ") == list(spec.choices), spec.name
+        elif spec.minimum is not None:
+            assert choices_or_range.startswith(f"[{spec.minimum}, {spec.maximum}]"), spec.name
