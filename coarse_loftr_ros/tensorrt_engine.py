@@ -351,8 +351,9 @@ class CalibrationImages:
     """INT8 calibration batches: images of a folder, preprocessed exactly as at run time.
 
     Each batch is one image as float32 ``[1, 1, H, W]`` in [0, 1] (``H, W`` from
-    ``input_size = (width, height)``), made by ``preprocess.to_model_input``. Unreadable
-    files are skipped with a warning. The same image feeds every image input of the
+    ``input_size = (width, height)``), read by ``imageio.read_image`` and made by
+    ``preprocess.to_model_input``, as ``coarse-loftr match`` does. Unreadable files are
+    skipped with a warning. The same image feeds every image input of the
     model, which is how the matcher sees a pair of similar frames.
     """
 
@@ -372,17 +373,16 @@ class CalibrationImages:
 
     def batches(self) -> Iterator[np.ndarray]:
         """Yield one preprocessed float32 [1, 1, H, W] array per readable image."""
-        import cv2
-
+        from .imageio import read_image
         from .preprocess import to_model_input
 
         produced = 0
         for path in self.files:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                LOG.warning("skipping calibration image %s: OpenCV cannot read it", path)
+            try:
+                tensor, _ = to_model_input(read_image(path), self.input_size)
+            except ImageError as error:
+                LOG.warning("skipping calibration image: %s", error)
                 continue
-            tensor, _ = to_model_input(image, self.input_size)
             produced += 1
             yield np.ascontiguousarray(tensor, dtype=np.float32)
         if produced == 0:
