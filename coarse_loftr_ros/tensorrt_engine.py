@@ -536,6 +536,9 @@ def build_engine_file(
             LOG.warning("this TensorRT (%s) has no BuilderFlag.%s; building without it", trt.__version__, name)
         else:
             config.set_flag(flag)
+    tf32 = _flag(trt, "TF32")
+    if options.precision == "fp32" and tf32 is not None:
+        config.clear_flag(tf32)  # on by default on Ampere and newer (Orin): fp32 should mean fp32
     if options.precision == "fp16" and hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
         LOG.warning("this GPU has no fast FP16; the engine will mostly run FP32 kernels")
 

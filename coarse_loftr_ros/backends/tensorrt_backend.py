@@ -136,7 +136,9 @@ class _PycudaDevice:
             for allocation in self._allocations:
                 allocation.free()
             for array in self._host_arrays:
-                array.base.free()
+                free = getattr(array.base, "free", None)  # pycuda's HostAllocation; else freed with the array
+                if free is not None:
+                    free()
             self._allocations.clear()
             self._host_arrays.clear()
             self._stream = None
