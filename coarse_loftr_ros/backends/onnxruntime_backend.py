@@ -78,6 +78,30 @@ class OnnxRuntimeBackend:
         if width % self.stride or height % self.stride:
             raise ModelError(f"ONNX model {self.model_path} input {width}x{height} is not a multiple of its stride {self.stride}")
         self.grid = (width // self.stride, height // self.stride)
+        self._open_sequence_graphs(threads)
+
+    def _open_sequence_graphs(self, threads: int | None) -> None:
+        """Open ``*.features.onnx`` and ``*.matching.onnx`` when they sit beside the model."""
+        features_path = self.model_path.with_suffix(".features.onnx")
+        matching_path = self.model_path.with_suffix(".matching.onnx")
+        self.features_session = self.matching_session = None
+        if self.exported and features_path.is_file() and matching_path.is_file():
+            self.features_session = open_session(features_path, threads)
+            self.matching_session = open_session(matching_path, threads)
+
+    @property
+    def supports_features(self) -> bool:
+        """True when sequence mode can compute each frame's CNN features once."""
+        return self.features_session is not None
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """Coarse CNN features of one float32 [1, 1, H, W] image."""
+        return self.features_session.run(None, {"image": image})[0]
+
+    def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
+        """Matches from two feature maps of ``features``."""
+        values = self.matching_session.run(list(OUTPUT_NAMES), {"features0": features0, "features1": features1})
+        return RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, values)))
 
     def _matrix_stride(self, shape: list) -> int:
         width, height = self.input_size

@@ -1,0 +1,128 @@
+"""The exported ONNX graph: valid, TensorRT-friendly, and equal to torch and to numpy extraction."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from coarse_loftr_ros.backends.base import INPUT_NAMES, OUTPUT_NAMES, RawMatches  # noqa: E402
+from coarse_loftr_ros.extraction import extract_matches  # noqa: E402
+from coarse_loftr_train.checkpoint import load_model  # noqa: E402
+from coarse_loftr_train.export import ExportableMatcher, ExtractionConfig, export_onnx  # noqa: E402
+
+
+def _inputs(frames, a=0, b=2):
+    import cv2
+
+    return [(cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0)[None, None] for i in (a, b)]
+
+
+def _as_set(raw: RawMatches) -> set[tuple[int, int]]:
+    return set(zip(raw.cells0.tolist(), raw.cells1.tolist()))
+
+
+def test_graph_is_valid_static_and_tensorrt_friendly(exported_model):
+    proto = onnx.load(str(exported_model))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) <= 17
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), f"{value.name} has a dynamic dimension"
+    ops = {node.op_type for node in proto.graph.node}
+    assert "TopK" in ops
+    assert not ops & {"NonZero", "Einsum", "Loop", "If"}
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    assert metadata["coarse_loftr.stride"] == "16" and metadata["coarse_loftr.top_k"] == "1024"
+
+
+def test_onnx_runtime_equals_torch(exported_model, released_checkpoint, freiburg_frames):
+    x0, x1 = _inputs(freiburg_frames)
+    session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
+    ours = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, session.run(None, {"image0": x0, "image1": x1}))))
+    wrapper = ExportableMatcher(load_model(released_checkpoint)).eval()
+    with torch.no_grad():
+        expected = RawMatches.from_outputs(
+            {n: t.numpy() for n, t in zip(OUTPUT_NAMES, wrapper(torch.from_numpy(x0), torch.from_numpy(x1)))}
+        )
+    assert len(ours.confidence) > 300
+    assert _as_set(ours) == _as_set(expected)
+    np.testing.assert_allclose(np.sort(ours.confidence), np.sort(expected.confidence), atol=1e-5)
+    assert np.all(np.diff(ours.confidence) <= 0)
+
+
+def test_in_graph_extraction_equals_numpy_on_released_matrix(exported_model, released_onnx, freiburg_frames):
+    """Our graph (mutual NN, border 1) and numpy extraction of the released model's matrix agree."""
+    x0, x1 = _inputs(freiburg_frames, 3, 5)
+    released = ort.InferenceSession(str(released_onnx), providers=["CPUExecutionProvider"])
+    (matrix, _) = released.run(None, {"img0": x0, "img1": x1})
+    reference = extract_matches(matrix, (40, 30), (40, 30), 16, threshold=0.0, border=1)
+    session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
+    ours = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, session.run(None, {"image0": x0, "image1": x1}))))
+    assert _as_set(ours) == _as_set(reference)
+    # The graph refines positions within the 3x3 cell neighbourhood; numpy keeps cell points.
+    by_cell = dict(zip(reference.cells0.tolist(), reference.keypoints0))
+    shifts = np.array([np.abs(p - by_cell[c]).max() for c, p in zip(ours.cells0.tolist(), ours.keypoints0)])
+    assert shifts.max() <= 16 and np.median(shifts) < 4
+
+
+def test_export_other_size_and_top_k(tmp_path, released_checkpoint, freiburg_frames):
+    import cv2
+
+    model = load_model(released_checkpoint)
+    model.config = model.config.with_input_size(320, 256)
+    path = export_onnx(model, tmp_path / "small.onnx", ExtractionConfig(top_k=50, threshold=0.05, border=0))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 1, 256, 320]
+    x = [(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (320, 256)).astype(np.float32) / 255)[None, None] for f in freiburg_frames[:2]]
+    outputs = dict(zip(OUTPUT_NAMES, session.run(None, {"image0": x[0], "image1": x[1]})))
+    assert outputs["confidence"].shape == (1, 50)
+    raw = RawMatches.from_outputs(outputs)
+    assert 0 < len(raw.confidence) <= 50
+    assert raw.confidence.min() > 0.05
+    assert raw.keypoints0.max() <= 320 - 16
+
+
+def test_no_dead_compute_in_graph(exported_model):
+    """The coarse-only graph skips the FPN: no upsampling, and only the stem, ResNet and
+    coarse output convolutions (1 + 4 + 5 + 5 + 5 + 1 = 21 for the student)."""
+    proto = onnx.load(str(exported_model))
+    ops = [node.op_type for node in proto.graph.node]
+    assert "Resize" not in ops and "Upsample" not in ops
+    assert ops.count("Conv") == 21
+
+
+def test_expectation_refinement_moves_towards_confident_neighbours():
+    from coarse_loftr_train.export import CellCentres, ExpectationRefinement
+
+    grid, stride = (5, 4), 16
+    confidence = torch.full((1, 20, 20), 1e-9)
+    # Match cell 6 (row 1, col 1) of image 0 with cell 12 (row 2, col 2) of image 1.
+    confidence[0, 6, 12] = 0.6
+    confidence[0, 6, 13] = 0.2  # right neighbour in image 1
+    confidence[0, 6, 17] = 0.2  # lower neighbour in image 1
+    confidence[0, 1, 12] = 0.6  # upper neighbour in image 0
+    cells0, cells1 = torch.tensor([[6]]), torch.tensor([[12]])
+    kp0, kp1 = ExpectationRefinement(grid, grid, stride)(confidence, cells0, cells1)
+    np.testing.assert_allclose(kp1[0, 0].numpy(), [32 + 0.2 * 16, 32 + 0.2 * 16], atol=1e-3)
+    np.testing.assert_allclose(kp0[0, 0].numpy(), [16, 16 - 0.5 * 16], atol=1e-3)
+    plain0, plain1 = CellCentres(grid, grid, stride)(confidence, cells0, cells1)
+    assert plain0[0, 0].tolist() == [16, 16] and plain1[0, 0].tolist() == [32, 32]
+
+
+def test_sequence_graphs_equal_pair_graph(exported_model, freiburg_frames):
+    from coarse_loftr_train.export import sequence_graph_paths
+
+    x0, x1 = _inputs(freiburg_frames, 6, 7)
+    features_path, matching_path = sequence_graph_paths(exported_model)
+    features = ort.InferenceSession(str(features_path), providers=["CPUExecutionProvider"])
+    matching = ort.InferenceSession(str(matching_path), providers=["CPUExecutionProvider"])
+    pair = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
+    f0, f1 = (features.run(None, {"image": x})[0] for x in (x0, x1))
+    staged = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, matching.run(None, {"features0": f0, "features1": f1}))))
+    single = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, pair.run(None, {"image0": x0, "image1": x1}))))
+    assert _as_set(staged) == _as_set(single)
+    np.testing.assert_allclose(staged.keypoints1, single.keypoints1, atol=1e-3)
