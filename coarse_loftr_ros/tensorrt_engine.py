@@ -113,6 +113,16 @@ def sidecar_path(engine_path: str | os.PathLike) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
+def sequence_graph_files(model_path: str | os.PathLike) -> tuple[Path, Path]:
+    """The sequence-mode graphs beside a pair-mode model, named as ``coarse-loftr export`` does.
+
+    ``model.onnx`` -> (``model.features.onnx``, ``model.matching.onnx``); the same rule
+    names the engines built from them (``model.features.engine``, ``model.matching.engine``).
+    """
+    path = Path(model_path)
+    return path.with_suffix(".features" + path.suffix), path.with_suffix(".matching" + path.suffix)
+
+
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)
@@ -171,6 +181,11 @@ class TensorSpec:
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
+def is_image_shape(shape: Sequence[int]) -> bool:
+    """A grayscale image tensor ``[N, 1, H, W]`` (any dimension but C may be dynamic, -1)."""
+    return len(shape) == 4 and shape[1] == 1
+
+
 def resolve_input_shapes(
     declared: dict[str, tuple[int, ...]],
     input_size: tuple[int, int] | None = None,
@@ -180,9 +195,10 @@ def resolve_input_shapes(
 
     Args:
         declared: input name -> declared shape, -1 marking a dynamic dimension.
-        input_size: (width, height) in pixels used for dynamic image inputs ``[N, C, H, W]``
-            (a dynamic N becomes 1); a static image input must already have this size.
-        overrides: explicit shapes for inputs that are not images (e.g. feature maps).
+        input_size: (width, height) in pixels for image inputs ``[N, 1, H, W]``: fills
+            their dynamic H and W (a dynamic N becomes 1), and must equal the size of a
+            static image input.
+        overrides: explicit shapes for other inputs with dynamic dimensions (e.g. feature maps).
 
     Raises:
         ModelError: a dynamic dimension that neither rule resolves, or a shape that
@@ -196,18 +212,16 @@ def resolve_input_shapes(
             concrete = tuple(int(d) for d in overrides[name])
             if len(concrete) != len(shape) or any(d >= 0 and d != c for d, c in zip(shape, concrete)):
                 raise ModelError(f"shape {concrete} given for input {name!r} does not fit its declared shape {shape}")
-        elif all(d >= 0 for d in shape) and not (input_size and len(shape) == 4):
-            concrete = shape
-        elif len(shape) == 4 and input_size is not None:
+        elif is_image_shape(shape) and input_size is not None:
             width, height = input_size
-            concrete = (max(shape[0], 1) if shape[0] >= 0 else 1, shape[1], height, width)
-            if shape[1] < 0:
-                raise ModelError(f"input {name!r} has a dynamic channel dimension {shape}; export it with 1 channel")
             if (shape[2] >= 0 and shape[2] != height) or (shape[3] >= 0 and shape[3] != width):
                 raise ModelError(
                     f"model input {name!r} is fixed at {shape[3]}x{shape[2]} pixels, not "
                     f"{width}x{height}; re-export the model at that size or use its own size"
                 )
+            concrete = (shape[0] if shape[0] >= 0 else 1, 1, height, width)
+        elif all(d >= 0 for d in shape):
+            concrete = shape
         else:
             raise ModelError(
                 f"input {name!r} has dynamic dimensions {shape} that cannot be inferred; give its shape explicitly"
@@ -217,8 +231,8 @@ def resolve_input_shapes(
 
 
 def image_input_size(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int] | None:
-    """(width, height) of the 4-D image inputs of resolved shapes, None if there are none."""
-    sizes = {(shape[3], shape[2]) for shape in shapes.values() if len(shape) == 4}
+    """(width, height) of the ``[N, 1, H, W]`` image inputs of resolved shapes, None if none."""
+    sizes = {(shape[3], shape[2]) for shape in shapes.values() if is_image_shape(shape)}
     if len(sizes) > 1:
         raise ModelError(f"the model's image inputs have different sizes {sorted(sizes)}")
     return next(iter(sizes), None)
@@ -551,10 +565,8 @@ def build_engine_file(
 
     calibration_fingerprint = ""
     if options.precision == "int8":
-        image_shapes = {shape for shape in resolved.values() if len(shape) == 4 and shape[:2] == (1, 1)}
-        if len(image_shapes) != 1 or len(resolved) != len(declared) or any(
-            shape not in image_shapes for shape in resolved.values()
-        ):
+        image_shapes = set(resolved.values())
+        if len(image_shapes) != 1 or not all(is_image_shape(shape) and shape[0] == 1 for shape in image_shapes):
             raise ModelError("INT8 calibration from images needs a model whose inputs are all [1, 1, H, W] images")
         cache_file = Path(options.calibration_cache or str(engine_path) + ".calib")
         if options.calibration_images:

@@ -95,6 +95,12 @@ def _timed(matcher, image0, image1, repeat: int):
     return result, float(np.median(times)) if times else float("nan")
 
 
+def _sequence_pair(matcher, image0, image1):
+    matcher.reset()
+    matcher.match_next(image0)
+    return matcher.match_next(image1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image0", type=Path)
@@ -127,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     reference_result, reference_ms = _timed(reference, image0, image1, args.repeat)
     candidate_result, candidate_ms = _timed(candidate, image0, image1, args.repeat)
     report = agreement(reference_result, candidate_result, args.threshold)
+    # Sequence mode (the features and matching graphs when the backend has them) must agree too.
+    sequence = agreement(_sequence_pair(reference, image0, image1), _sequence_pair(candidate, image0, image1), args.threshold)
+    report["sequence"] = {
+        **sequence,
+        "reference_uses_sequence_graphs": bool(getattr(reference.backend, "supports_features", False)),
+        "candidate_uses_sequence_graphs": bool(getattr(candidate.backend, "supports_features", False)),
+    }
     report.update(
         precision=args.precision,
         reference=f"{reference.backend.name}:{args.reference_model}",
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         reference_ms=reference_ms,
         candidate_ms=candidate_ms,
     )
-    broken = failures(report, args.precision)
+    broken = failures(report, args.precision) + [f"sequence mode: {f}" for f in failures(sequence, args.precision)]
     report["passed"] = not broken
     report["failures"] = broken
     print(json.dumps(report, indent=2))

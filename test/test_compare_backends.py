@@ -41,29 +41,20 @@ compare = _load_script()
 
 
 @pytest.fixture(scope="module")
-def student_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The released student weights exported by `coarse-loftr export` (640x480)."""
-    pytest.importorskip("torch")
-    from coarse_loftr_train.checkpoint import load_model
-    from coarse_loftr_train.export import export_onnx
-
-    return export_onnx(load_model(CHECKPOINT), tmp_path_factory.mktemp("student") / "student.onnx")
-
-
-@pytest.fixture(scope="module")
-def reference_result(student_onnx: Path):
+def reference_result(exported_model: Path):
+    """ONNX Runtime's matches of two freiburg frames with the released weights (conftest's export)."""
     from coarse_loftr_ros import Matcher
     from coarse_loftr_ros.imageio import read_image
 
-    return Matcher(model=student_onnx, backend="onnxruntime").match(read_image(FRAMES[0]), read_image(FRAMES[3]))
+    return Matcher(model=exported_model, backend="onnxruntime").match(read_image(FRAMES[0]), read_image(FRAMES[3]))
 
 
 @needs_shared
-def test_identical_backends_agree_exactly(student_onnx: Path, tmp_path: Path) -> None:
+def test_identical_backends_agree_exactly(exported_model: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     command = [
         sys.executable, str(REPO / "scripts" / "compare_backends.py"), str(FRAMES[0]), str(FRAMES[3]),
-        "--model", str(student_onnx), "--backend", "onnxruntime", "--reference-model", str(student_onnx),
+        "--model", str(exported_model), "--backend", "onnxruntime", "--reference-model", str(exported_model),
         "--precision", "fp32", "--repeat", "1", "--json", str(report_path),
     ]
     done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
@@ -72,6 +63,9 @@ def test_identical_backends_agree_exactly(student_onnx: Path, tmp_path: Path) ->
     assert report["passed"] and report["reference_strong"] > 20
     assert report["reference_found"] == report["candidate_found"] == 1.0
     assert report["max_abs_conf"] == 0.0 and report["max_keypoint_diff_px"] == 0.0
+    sequence = report["sequence"]
+    assert sequence["reference_uses_sequence_graphs"] and sequence["candidate_uses_sequence_graphs"]
+    assert sequence["reference_found"] == sequence["candidate_found"] == 1.0 and sequence["reference_strong"] > 20
 
 
 @needs_shared

@@ -35,6 +35,7 @@ from coarse_loftr_ros.tensorrt_engine import (
     plan_from_onnx,
     read_sidecar,
     resolve_input_shapes,
+    sequence_graph_files,
     write_atomically,
 )
 
@@ -58,7 +59,7 @@ BASE_KEY = EngineCacheKey(
 
 
 @pytest.fixture(scope="module")
-def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `coarse-loftr export` model (student architecture, random weights, 160x128)."""
     torch = pytest.importorskip("torch")
     from coarse_loftr_train.config import get_config
@@ -213,10 +214,10 @@ def test_plan_of_the_released_onnx() -> None:
     assert len(outputs) == 2 and all(s.shape == (1, 1200, 1200) and s.dtype == np.float32 for s in outputs)
 
 
-def test_plan_of_an_exported_matcher_agrees_with_onnxruntime(exported_model: Path) -> None:
+def test_plan_of_an_exported_matcher_agrees_with_onnxruntime(small_export: Path) -> None:
     import onnxruntime as ort
 
-    plan = plan_from_onnx(exported_model)
+    plan = plan_from_onnx(small_export)
     assert [s.name for s in plan if s.is_input] == list(INPUT_NAMES)
     assert [s.name for s in plan if not s.is_input] == list(OUTPUT_NAMES)
     specs = {s.name: s for s in plan}
@@ -224,7 +225,7 @@ def test_plan_of_an_exported_matcher_agrees_with_onnxruntime(exported_model: Pat
     assert specs["keypoints0"].shape == (1, 32, 2) and specs["valid"].dtype == np.bool_
     assert specs["cells1"].dtype == np.int32 and specs["confidence"].nbytes == 32 * 4
 
-    session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(small_export), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(0).random((1, 1, 128, 160), dtype=np.float32)
     outputs = session.run(list(OUTPUT_NAMES), {"image0": image, "image1": image})
     for name, value in zip(OUTPUT_NAMES, outputs):
@@ -233,10 +234,26 @@ def test_plan_of_an_exported_matcher_agrees_with_onnxruntime(exported_model: Pat
         assert value.nbytes == specs[name].nbytes, name
 
 
-def test_static_model_refuses_another_input_size(exported_model: Path) -> None:
-    assert [s.shape for s in plan_from_onnx(exported_model, (160, 128)) if s.is_input] == [(1, 1, 128, 160)] * 2
+def test_sequence_graph_plans_chain_and_are_named_as_export_names_them(small_export: Path) -> None:
+    from coarse_loftr_train.export import sequence_graph_paths
+
+    features_file, matching_file = sequence_graph_files(small_export)
+    assert (features_file, matching_file) == sequence_graph_paths(small_export)
+    assert sequence_graph_files("/x/student.engine") == (Path("/x/student.features.engine"), Path("/x/student.matching.engine"))
+    # The matching graph's inputs are feature maps, not images: the input size must not touch them.
+    features_plan = plan_from_onnx(features_file, (160, 128))
+    matching_plan = plan_from_onnx(matching_file, (160, 128))
+    assert [(s.name, s.shape) for s in features_plan if s.is_input] == [("image", (1, 1, 128, 160))]
+    (features,) = [s for s in features_plan if not s.is_input]
+    assert features.name == "features" and features.shape[2:] == (128 // 16, 160 // 16)
+    assert [(s.name, s.shape) for s in matching_plan if s.is_input] == [("features0", features.shape), ("features1", features.shape)]
+    assert [s.name for s in matching_plan if not s.is_input] == list(OUTPUT_NAMES)
+
+
+def test_static_model_refuses_another_input_size(small_export: Path) -> None:
+    assert [s.shape for s in plan_from_onnx(small_export, (160, 128)) if s.is_input] == [(1, 1, 128, 160)] * 2
     with pytest.raises(ModelError, match="160x128"):
-        plan_from_onnx(exported_model, (640, 480))
+        plan_from_onnx(small_export, (640, 480))
 
 
 def test_dynamic_model_is_resolved_for_one_input_size(dynamic_model: Path) -> None:
@@ -327,33 +344,33 @@ def _build_engine(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, 
     ],
 )
 def test_build_engine_argument_errors(
-    exported_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
+    small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
 ) -> None:
-    code, err = _build_engine(["--onnx", str(exported_model), "--output", str(tmp_path / "m.engine"), *extra], capsys)
+    code, err = _build_engine(["--onnx", str(small_export), "--output", str(tmp_path / "m.engine"), *extra], capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_build_engine_file_errors(exported_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_build_engine_file_errors(small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, err = _build_engine(["--onnx", str(tmp_path / "missing.onnx"), "--output", str(tmp_path / "m.engine")], capsys)
     assert code == 2 and "does not exist" in err
     (tmp_path / "broken.onnx").write_bytes(b"not a protobuf at all")
     code, err = _build_engine(["--onnx", str(tmp_path / "broken.onnx"), "--output", str(tmp_path / "m.engine")], capsys)
     assert code == 2 and "not a readable ONNX model" in err
-    code, err = _build_engine(["--onnx", str(exported_model), "--output", str(tmp_path)], capsys)
+    code, err = _build_engine(["--onnx", str(small_export), "--output", str(tmp_path)], capsys)
     assert code == 2 and "is a folder" in err
-    code, err = _build_engine(["--onnx", str(exported_model), "--output", str(exported_model)], capsys)
+    code, err = _build_engine(["--onnx", str(small_export), "--output", str(small_export)], capsys)
     assert code == 2 and "overwrite the ONNX model" in err
     code, err = _build_engine(
-        ["--onnx", str(exported_model), "--output", str(tmp_path / "m.engine"), "--int8", "--calibration-images", str(tmp_path)],
+        ["--onnx", str(small_export), "--output", str(tmp_path / "m.engine"), "--int8", "--calibration-images", str(tmp_path)],
         capsys,
     )
     assert code == 2 and "no images" in err
 
 
-def test_build_engine_rejects_a_zero_workspace(exported_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_build_engine_rejects_a_zero_workspace(small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["build-engine", "--onnx", str(exported_model), "--output", str(tmp_path / "m.engine"), "--workspace-mb", "0"])
+        main(["build-engine", "--onnx", str(small_export), "--output", str(tmp_path / "m.engine"), "--workspace-mb", "0"])
     assert exit_info.value.code == 2
     assert "--workspace-mb: must be at least 1" in capsys.readouterr().err
 
@@ -361,11 +378,11 @@ def test_build_engine_rejects_a_zero_workspace(exported_model: Path, tmp_path: P
 @needs_no_tensorrt
 @pytest.mark.parametrize("precision", [[], ["--fp16"], ["--int8", "--calibration-images", "CALIBRATION"]])
 def test_build_engine_without_tensorrt_is_one_line_without_traceback(
-    exported_model: Path, calibration_folder: Path, tmp_path: Path, precision: list[str]
+    small_export: Path, calibration_folder: Path, tmp_path: Path, precision: list[str]
 ) -> None:
     output = tmp_path / "m.engine"
     args = [a.replace("CALIBRATION", str(calibration_folder)) for a in precision]
-    command = [sys.executable, "-m", "coarse_loftr_ros.cli", "build-engine", "--onnx", str(exported_model), "--output", str(output), *args]
+    command = [sys.executable, "-m", "coarse_loftr_ros.cli", "build-engine", "--onnx", str(small_export), "--output", str(output), *args]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -380,21 +397,21 @@ def test_build_engine_without_tensorrt_is_one_line_without_traceback(
 
 
 @needs_no_tensorrt
-def test_tensorrt_backend_without_tensorrt_is_a_one_line_error(exported_model: Path, tmp_path: Path) -> None:
+def test_tensorrt_backend_without_tensorrt_is_a_one_line_error(small_export: Path, tmp_path: Path) -> None:
     from coarse_loftr_ros import Matcher
 
     with pytest.raises(BackendUnavailableError, match="TensorRT") as error:
-        Matcher(model=exported_model, backend="tensorrt", cache_dir=tmp_path)
+        Matcher(model=small_export, backend="tensorrt", cache_dir=tmp_path)
     assert "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []  # nothing half-built in the cache
 
 
 @needs_no_tensorrt
-def test_auto_backend_falls_back_to_onnxruntime_and_says_why(exported_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_backend_falls_back_to_onnxruntime_and_says_why(small_export: Path, caplog: pytest.LogCaptureFixture) -> None:
     from coarse_loftr_ros import Matcher
 
     with caplog.at_level(logging.INFO, logger="coarse_loftr_ros"):
-        matcher = Matcher(model=exported_model, backend="auto")
+        matcher = Matcher(model=small_export, backend="auto")
     assert matcher.backend.name == "onnxruntime"
     assert "using onnxruntime" in caplog.text and "no tensorrt: " in caplog.text
     available, reason = tensorrt_available()

@@ -47,6 +47,7 @@ from ..tensorrt_engine import (
     onnx_metadata,
     read_sidecar,
     resolve_input_shapes,
+    sequence_graph_files,
     sidecar_path,
 )
 from .base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, RawMatches
@@ -413,7 +414,9 @@ def ensure_engine(
     """The cached engine for ``onnx_path`` on this TensorRT and GPU, built on first use.
 
     The cache key holds the TensorRT version, GPU name and compute capability, the ONNX
-    file's SHA-256, the precision and the input size; ``rebuild=True`` builds anew.
+    file's SHA-256, the precision and the input size (for a graph without an image input,
+    such as the sequence-mode matching graph, the ``input_size`` of its model);
+    ``rebuild=True`` builds anew.
     """
     if precision == "int8":
         raise ModelError(
@@ -424,9 +427,9 @@ def ensure_engine(
     gpu_name, capability = device_identity(device)
     onnx_path = Path(onnx_path)
     resolved = resolve_input_shapes(declared_inputs(load_onnx_graph(onnx_path)), input_size)
-    size = image_input_size(resolved)
+    size = image_input_size(resolved) or input_size  # a graph without image input: its model's size
     if size is None:
-        raise ModelError(f"{onnx_path} has no [1, 1, H, W] image input; it is not a matcher model")
+        raise ModelError(f"{onnx_path} has no [1, 1, H, W] image input; pass the model's input_size")
     key = EngineCacheKey(trt.__version__, gpu_name, capability, file_sha256(onnx_path), precision, size)
     engine_path = cached_engine_path(cache_dir or default_cache_dir(), onnx_path, key)
     if engine_path.is_file() and sidecar_path(engine_path).is_file() and not rebuild:
@@ -450,7 +453,13 @@ def _check_exported(path: Path, metadata: dict[str, str]) -> None:
 
 
 class TensorRTBackend:
-    """The single-graph matcher model (``coarse-loftr export``) on TensorRT.
+    """A matcher model from ``coarse-loftr export`` on TensorRT.
+
+    Pair mode runs the single-graph model. When the two sequence-mode graphs lie beside
+    the model (``model.features.onnx`` and ``model.matching.onnx``, or the engines
+    ``model.features.engine`` and ``model.matching.engine`` that ``build-engine`` writes
+    beside ``model.engine``), ``features`` and ``match_features`` run them, so a sequence
+    computes each frame's CNN features once (``supports_features``).
 
     Args:
         model: an ``.onnx`` file (an engine is built on first use and cached) or an
@@ -508,6 +517,51 @@ class TensorRTBackend:
         self.input_size = (int(width), int(height))
         if width % self.stride or height % self.stride:
             raise ModelError(f"engine input {width}x{height} is not a multiple of its stride {self.stride}")
+        self._features_runner: EngineRunner | None = None
+        self._matching_runner: EngineRunner | None = None
+        try:
+            self._open_sequence_graphs(precision, cache_dir, rebuild, workspace_mb, device)
+        except ModelError as error:
+            LOG.warning("sequence mode will run the pair graph on every pair: %s", error)
+
+    def _open_sequence_graphs(
+        self, precision: str, cache_dir: str | Path | None, rebuild: bool, workspace_mb: int, device: int
+    ) -> None:
+        """Load (building from ONNX if needed) the features and matching graphs beside the model."""
+        features_file, matching_file = sequence_graph_files(self.model_path)
+        if not (features_file.is_file() and matching_file.is_file()):
+            return
+        if self.model_path.suffix.lower() == ".onnx":
+            features_file, matching_file = (
+                ensure_engine(path, precision, self.input_size, cache_dir, rebuild, workspace_mb, device)
+                for path in (features_file, matching_file)
+            )
+        features = EngineRunner(features_file, self.input_size, device=device)
+        matching = EngineRunner(matching_file, device=device)
+        expected = (
+            ({s.name for s in features.inputs}, {"image"}),
+            ({s.name for s in matching.inputs}, {"features0", "features1"}),
+        )
+        if any(found != wanted for found, wanted in expected) or "features" not in {s.name for s in features.outputs} or not (
+            set(OUTPUT_NAMES) <= {s.name for s in matching.outputs}
+        ):
+            features.close()
+            matching.close()
+            raise ModelError(f"{features_file.name} / {matching_file.name} are not the sequence graphs of `coarse-loftr export`")
+        self._features_runner, self._matching_runner = features, matching
+
+    @property
+    def supports_features(self) -> bool:
+        """True when sequence mode can compute each frame's CNN features once."""
+        return self._features_runner is not None
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """Coarse CNN features of one float32 [1, 1, H, W] image (a host array)."""
+        return self._features_runner.run({"image": image})["features"]
+
+    def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
+        """Matches from two feature maps returned by ``features``, in model-input pixels."""
+        return RawMatches.from_outputs(self._matching_runner.run({"features0": features0, "features1": features1}))
 
     @property
     def model_name(self) -> str:
@@ -519,4 +573,7 @@ class TensorRTBackend:
         return RawMatches.from_outputs(outputs)
 
     def close(self) -> None:
-        self._runner.close()
+        """Free the GPU memory of every engine of this backend."""
+        for runner in (self._runner, self._features_runner, self._matching_runner):
+            if runner is not None:
+                runner.close()

@@ -35,11 +35,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workspace-mb", type=_positive_int, default=1024, metavar="N", help="builder memory limit in MiB (default 1024)")
     parser.add_argument("--width", type=_positive_int, default=None, help="input width for a model with dynamic input size")
     parser.add_argument("--height", type=_positive_int, default=None, help="input height for a model with dynamic input size")
+    parser.add_argument(
+        "--pair-only", action="store_true",
+        help="do not build the sequence-mode graphs (MODEL.features.onnx, MODEL.matching.onnx) even when they lie beside the model",
+    )
     parser.add_argument("--verbose", action="store_true", help="print TensorRT's builder log")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import logging
 
     from ..errors import BackendUnavailableError, CoarseLoftrError
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if not available:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {reason}")
 
-    from ..tensorrt_engine import build_engine_file
+    from ..tensorrt_engine import build_engine_file, sequence_graph_files
 
     description = build_engine_file(args.onnx, args.output, options, verbose=args.verbose)
     size = "x".join(str(v) for v in description["input_size"] or ()) or "no image"
@@ -85,4 +90,14 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.output} ({precision}, {size} input, TensorRT {description['tensorrt_version']}, "
         f"{description['gpu_name']})"
     )
+    sources = sequence_graph_files(args.onnx)
+    if not args.pair_only and all(path.is_file() for path in sources):
+        # INT8 calibration covers the pair graph; the sequence graphs are built in fp16.
+        sequence_precision = "fp16" if precision == "int8" else precision
+        sequence_options = dataclasses.replace(
+            options, precision=sequence_precision, input_size=tuple(description["input_size"]), calibration_images=None
+        )
+        for source, target in zip(sources, sequence_graph_files(args.output)):
+            build_engine_file(source, target, sequence_options, verbose=args.verbose)
+            print(f"wrote {target} ({sequence_precision}, sequence-mode graph from {source.name})")
     return 0
