@@ -7,7 +7,6 @@ the ratios are measured under the same machine load. Times are wall-clock median
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -113,15 +112,33 @@ def sift_matcher(features: int = 2000, ratio: float = 0.8) -> Callable[[np.ndarr
     return match
 
 
-def peak_rss_of_match(image0: Path, image1: Path, model: Path | None) -> float:
-    """Peak resident memory (MB) of a `coarse-loftr match` process on two files."""
-    command = [sys.executable, "-m", "coarse_loftr_ros.cli", "match", str(image0), str(image1)]
+_PEAK_RSS_PROBE = """
+import sys
+from coarse_loftr_ros.cli import main
+status = main(sys.argv[1:])
+with open("/proc/self/status") as status_file:
+    peak = next(line for line in status_file if line.startswith("VmHWM:"))
+print("PEAK_KB", peak.split()[1], file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def peak_rss_of_match(image0: Path, image1: Path, model: Path | None) -> float | None:
+    """Peak resident memory (MB) of a `coarse-loftr match` process on two files.
+
+    Read from the child's own ``VmHWM`` (Linux): ``ru_maxrss`` of a child would include
+    the memory of this process, from which it was forked. None where /proc is absent.
+    """
+    if not Path("/proc/self/status").exists():
+        return None
+    command = [sys.executable, "-c", _PEAK_RSS_PROBE, "match", str(image0), str(image1)]
     if model is not None:
         command += ["--model", str(model)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(command, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024.0
+    process = subprocess.run(command, capture_output=True, text=True)
+    if process.returncode != 0:
+        raise ImageError(f"`coarse-loftr match` failed during the memory probe: {process.stderr.strip().splitlines()[-1]}")
+    line = next(line for line in process.stderr.splitlines() if line.startswith("PEAK_KB"))
+    return int(line.split()[1]) / 1024.0
 
 
 def _timed(function: Callable, *args) -> tuple[float, object]:

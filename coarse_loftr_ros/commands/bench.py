@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     frames = load_frames(folder, args.max_frames)
     report = run_benchmark(frames, args.model, reference, classical=not args.no_classical)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    report["peak_rss_mb"] = round(peak_rss_of_match(files[0], files[1], args.model), 1)
+    peak = peak_rss_of_match(files[0], files[1], args.model)
+    report["peak_rss_mb"] = round(peak, 1) if peak is not None else None
     print(format_table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
