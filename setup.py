@@ -22,7 +22,7 @@ setup(
         # torch is pinned: 2.13.0 is the CPU wheel these machines carry; install it first.
         "train": ["torch==2.13.0", "onnx>=1.14", "pyyaml>=6", "tensorboard>=2.12"],
         "replay": ["rosbags>=0.10"],
-        "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1"],
+        "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1", "onnx>=1.14"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",

@@ -59,10 +59,25 @@ def border_mask(columns: int, rows: int, border: int) -> torch.Tensor:
     return mask.reshape(-1)
 
 
-class MatchExtraction(nn.Module):
-    """Confidence matrix ``[1, L0, L1]`` -> fixed-size top-K mutual-nearest-neighbour matches.
+def log_normalisers(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-sum-exp of the logits over each row ``[1, L0, 1]`` and each column ``[1, 1, L1]``.
 
-    Returns (scores ``[1, K]`` descending, zero for invalid rows; cells0, cells1 ``[1, K]``).
+    The dual-softmax confidence is ``exp(2 * s - row - column)``, so matching can work on
+    its logarithm and exponentiate only the values it keeps.
+    """
+    row_max = similarity.amax(dim=2, keepdim=True)
+    column_max = similarity.amax(dim=1, keepdim=True)
+    row = row_max + torch.log(torch.exp(similarity - row_max).sum(dim=2, keepdim=True))
+    column = column_max + torch.log(torch.exp(similarity - column_max).sum(dim=1, keepdim=True))
+    return row, column
+
+
+class MatchExtraction(nn.Module):
+    """Dual-softmax logits ``[1, L0, L1]`` -> fixed-size top-K mutual-nearest-neighbour matches.
+
+    Works on the log confidence, so no full-size mask or confidence matrix is built.
+    Returns (scores ``[1, K]``: confidence, descending, zero for invalid rows; cells0,
+    cells1 ``[1, K]``; the row and column log-normalisers for the refinement).
     """
 
     def __init__(self, grid: tuple[int, int], extraction: ExtractionConfig) -> None:
@@ -70,30 +85,34 @@ class MatchExtraction(nn.Module):
         columns, rows = grid
         self.top_k = min(extraction.top_k, columns * rows)
         self.threshold = extraction.threshold
-        inner = border_mask(columns, rows, extraction.border)
-        self.register_buffer("inner0", inner[None, :, None], persistent=False)
-        self.register_buffer("inner1", inner[None, None, :], persistent=False)
+        self.register_buffer("inner", border_mask(columns, rows, extraction.border)[None], persistent=False)
 
-    def forward(self, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask = (confidence > self.threshold) & self.inner0 & self.inner1
-        mask = mask & (confidence == confidence.amax(dim=2, keepdim=True))
-        mask = mask & (confidence == confidence.amax(dim=1, keepdim=True))
-        # Mutual nearest neighbours leave at most one candidate per row.
-        row_best, best_column = (confidence * mask.to(confidence.dtype)).max(dim=2)
-        scores, cells0 = torch.topk(row_best, self.top_k, dim=1)
+    def forward(self, similarity: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        row_norm, column_norm = log_normalisers(similarity)
+        log_confidence = 2.0 * similarity - row_norm - column_norm
+        row_best, best_column = log_confidence.max(dim=2)  # [1, L0]
+        column_best = log_confidence.amax(dim=1)  # [1, L1]
+        mutual = row_best >= torch.gather(column_best, 1, best_column)
+        confidence = torch.exp(row_best)
+        valid = mutual & (confidence > self.threshold) & self.inner & self.inner[0][best_column]
+        scores, cells0 = torch.topk(confidence * valid.to(confidence.dtype), self.top_k, dim=1)
         cells1 = torch.gather(best_column, 1, cells0)
-        return scores, cells0, cells1
+        return scores, cells0, cells1, row_norm, column_norm
 
 
 class CellCentres(nn.Module):
-    """No refinement: every match sits on its cells' points."""
+    """No refinement: every match sits on its cells' points.
+
+    A refinement maps (similarity ``[1, L0, L1]``, row and column log-normalisers, cells0,
+    cells1 ``[1, K]``) to keypoints0, keypoints1 ``[1, K, 2]`` in model-input pixels.
+    """
 
     def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
         super().__init__()
         self.register_buffer("coordinates0", cell_coordinates(*grid0, stride), persistent=False)
         self.register_buffer("coordinates1", cell_coordinates(*grid1, stride), persistent=False)
 
-    def forward(self, confidence: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
         return self.coordinates0[cells0], self.coordinates1[cells1]
 
 
@@ -103,8 +122,7 @@ class ExpectationRefinement(CellCentres):
 
     In image 1 the weights are the confidences of image 0's cell against the 3x3 cells
     around the match; in image 0, symmetrically, of the 3x3 cells around it against image
-    1's cell. Cells off the grid weigh zero. A learned refinement replaces this module with
-    the same ``forward(confidence, cells0, cells1) -> (keypoints0, keypoints1)`` interface.
+    1's cell. Cells off the grid weigh zero. Only 9 values per match are read.
     """
 
     def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
@@ -115,23 +133,31 @@ class ExpectationRefinement(CellCentres):
         self.register_buffer("dy", dy.reshape(1, 9), persistent=False)
         self.register_buffer("offsets", torch.stack([dx, dy], -1).reshape(9, 2).float() * stride, persistent=False)
 
-    def _expectation(self, values: torch.Tensor, cells: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """values ``[K, L]`` (confidence of each match against every cell), cells ``[K]`` -> ``[K, 2]`` shift in pixels."""
+    def _neighbours(self, cells: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cells ``[K]`` -> 3x3 neighbour cells ``[K, 9]`` (clamped) and their on-grid mask."""
         columns, rows = grid
-        count = values.shape[0]
-        padded = F.pad(values.reshape(count, rows, columns), (1, 1, 1, 1)).reshape(count, -1)
-        row = torch.div(cells, columns, rounding_mode="floor")[:, None]
-        column = (cells % columns)[:, None]
-        index = (row + self.dy + 1) * (columns + 2) + (column + self.dx + 1)
-        weights = torch.gather(padded, 1, index)
+        row = torch.div(cells, columns, rounding_mode="floor")[:, None] + self.dy
+        column = (cells % columns)[:, None] + self.dx
+        inside = (row >= 0) & (row < rows) & (column >= 0) & (column < columns)
+        return row.clamp(0, rows - 1) * columns + column.clamp(0, columns - 1), inside
+
+    def _shift(self, log_confidence: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """Log confidences ``[K, 9]`` -> weighted mean offset ``[K, 2]`` in pixels."""
+        weights = torch.exp(log_confidence - log_confidence.amax(dim=1, keepdim=True)) * inside.to(log_confidence.dtype)
         return torch.matmul(weights, self.offsets) / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def forward(self, confidence: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        matrix = confidence[0]
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
         c0, c1 = cells0[0], cells1[0]
-        shift1 = self._expectation(matrix.index_select(0, c0), c1, self.grid1)
-        shift0 = self._expectation(matrix.index_select(1, c1).transpose(0, 1), c0, self.grid0)
-        return (self.coordinates0[c0] + shift0)[None], (self.coordinates1[c1] + shift1)[None]
+        length1 = similarity.shape[2]
+        flat = similarity.reshape(-1)
+        rows, columns = row_norm.reshape(-1), column_norm.reshape(-1)
+        around1, inside1 = self._neighbours(c1, self.grid1)
+        log1 = 2.0 * flat[c0[:, None] * length1 + around1] - rows[c0][:, None] - columns[around1]
+        around0, inside0 = self._neighbours(c0, self.grid0)
+        log0 = 2.0 * flat[around0 * length1 + c1[:, None]] - rows[around0] - columns[c1][:, None]
+        keypoints0 = self.coordinates0[c0] + self._shift(log0, inside0)
+        keypoints1 = self.coordinates1[c1] + self._shift(log1, inside1)
+        return keypoints0[None], keypoints1[None]
 
 
 REFINEMENTS = {"expectation": ExpectationRefinement, "none": CellCentres}
@@ -152,9 +178,9 @@ class FeatureMatcher(nn.Module):
         self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _, confidence = self.model.match_features(features0, features1)
-        scores, cells0, cells1 = self.extraction(confidence)
-        keypoints0, keypoints1 = self.refinement(confidence, cells0, cells1)
+        similarity = self.model.similarity(features0, features1)
+        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity)
+        keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)
         return keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32)
 
 

@@ -200,10 +200,15 @@ class LocalFeatureTransformer(nn.Module):
         return feat0, feat1
 
 
+def similarity_matrix(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Scaled dot products of transformed features ``[B, L0, L1]`` (the dual-softmax logits)."""
+    scale = feat0.shape[-1] ** 0.5
+    return torch.matmul(feat0 / scale, (feat1 / scale).transpose(1, 2)) / temperature
+
+
 def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarity and dual-softmax confidence matrices ``[B, L0, L1]``."""
-    scale = feat0.shape[-1] ** 0.5
-    similarity = torch.matmul(feat0 / scale, (feat1 / scale).transpose(1, 2)) / temperature
+    similarity = similarity_matrix(feat0, feat1, temperature)
     confidence = F.softmax(similarity, dim=1) * F.softmax(similarity, dim=2)
     return similarity, confidence
 
@@ -227,12 +232,19 @@ class CoarseLoFTR(nn.Module):
         """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``."""
         return self.backbone(image)
 
-    def match_features(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coarse CNN maps of both images -> (similarity, confidence) ``[B, L0, L1]``."""
+    def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse CNN maps of both images -> transformed features ``[B, L, C]``."""
         feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
         feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
-        feat0, feat1 = self.loftr_coarse(feat0, feat1)
-        return dual_softmax(feat0, feat1, self.config.temperature)
+        return self.loftr_coarse(feat0, feat1)
+
+    def similarity(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> torch.Tensor:
+        """Coarse CNN maps of both images -> dual-softmax logits ``[B, L0, L1]``."""
+        return similarity_matrix(*self.transform(cnn0, cnn1), self.config.temperature)
+
+    def match_features(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse CNN maps of both images -> (similarity, confidence) ``[B, L0, L1]``."""
+        return dual_softmax(*self.transform(cnn0, cnn1), self.config.temperature)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> torch.Tensor:
         batch = image0.shape[0]

@@ -95,22 +95,40 @@ def test_no_dead_compute_in_graph(exported_model):
     assert ops.count("Conv") == 21
 
 
-def test_expectation_refinement_moves_towards_confident_neighbours():
-    from coarse_loftr_train.export import CellCentres, ExpectationRefinement
+def test_expectation_refinement_is_the_confidence_weighted_mean():
+    from coarse_loftr_train.export import CellCentres, ExpectationRefinement, MatchExtraction, log_normalisers
 
     grid, stride = (5, 4), 16
-    confidence = torch.full((1, 20, 20), 1e-9)
-    # Match cell 6 (row 1, col 1) of image 0 with cell 12 (row 2, col 2) of image 1.
-    confidence[0, 6, 12] = 0.6
-    confidence[0, 6, 13] = 0.2  # right neighbour in image 1
-    confidence[0, 6, 17] = 0.2  # lower neighbour in image 1
-    confidence[0, 1, 12] = 0.6  # upper neighbour in image 0
-    cells0, cells1 = torch.tensor([[6]]), torch.tensor([[12]])
-    kp0, kp1 = ExpectationRefinement(grid, grid, stride)(confidence, cells0, cells1)
-    np.testing.assert_allclose(kp1[0, 0].numpy(), [32 + 0.2 * 16, 32 + 0.2 * 16], atol=1e-3)
-    np.testing.assert_allclose(kp0[0, 0].numpy(), [16, 16 - 0.5 * 16], atol=1e-3)
-    plain0, plain1 = CellCentres(grid, grid, stride)(confidence, cells0, cells1)
+    torch.manual_seed(0)
+    similarity = torch.randn(1, 20, 20) * 3
+    similarity[0, 6, 12] = 20.0  # a clear match: cell 6 (row 1, col 1) <-> cell 12 (row 2, col 2)
+    similarity[0, 6, 13] = 19.0  # its right neighbour in image 1
+    similarity[0, 1, 12] = 18.0  # the upper neighbour in image 0
+    confidence = torch.softmax(similarity, 1) * torch.softmax(similarity, 2)
+    row_norm, column_norm = log_normalisers(similarity)
+    cells0, cells1 = torch.tensor([[6, 0]]), torch.tensor([[12, 4]])
+    kp0, kp1 = ExpectationRefinement(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
+
+    def expected(values, centre):  # values: confidence against every cell of a 5x4 grid
+        row, column = divmod(centre, 5)
+        total, shift = 0.0, np.zeros(2)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if 0 <= row + dy < 4 and 0 <= column + dx < 5:
+                    weight = float(values[(row + dy) * 5 + column + dx])
+                    total += weight
+                    shift += weight * np.array([dx, dy]) * stride
+        return np.array([column, row]) * stride + shift / total
+
+    for k, (c0, c1) in enumerate([(6, 12), (0, 4)]):  # (0, 4): corners, neighbours off the grid
+        np.testing.assert_allclose(kp1[0, k].numpy(), expected(confidence[0, c0], c1), atol=1e-3)
+        np.testing.assert_allclose(kp0[0, k].numpy(), expected(confidence[0, :, c1], c0), atol=1e-3)
+    assert kp1[0, 0, 0] > 32 + 3 and kp0[0, 0, 1] < 16 - 2  # pulled towards the strong neighbours
+    plain0, plain1 = CellCentres(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
     assert plain0[0, 0].tolist() == [16, 16] and plain1[0, 0].tolist() == [32, 32]
+    scores, m0, m1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=3, border=0))(similarity)
+    found = dict(zip(m0[0].tolist(), zip(m1[0].tolist(), scores[0].tolist())))
+    assert found[6][0] == 12 and abs(found[6][1] - confidence[0, 6, 12].item()) < 1e-5
 
 
 def test_sequence_graphs_equal_pair_graph(exported_model, freiburg_frames):

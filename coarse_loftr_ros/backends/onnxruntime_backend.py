@@ -20,13 +20,16 @@ MATRIX_MODEL_THRESHOLD = 0.01
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Low-latency CPU settings: all graph optimisations, sequential execution, one
-    intra-op thread per CPU core available to this process."""
+    intra-op thread per CPU core available to this process, no spinning."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
+    # Idle worker threads sleep instead of spinning: a node runs up to three sessions
+    # (pair, features, matching) next to a SLAM stack on few cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
