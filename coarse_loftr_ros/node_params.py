@@ -89,7 +89,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),
     ParameterSpec("input_height", 0, "torch / tensorrt: model input height in pixels; 0 = the model's own",
                   minimum=0, maximum=4096, step=8),
-    ParameterSpec("trt_precision", "fp16", "tensorrt: engine precision", choices=("fp32", "fp16", "int8")),
+    ParameterSpec("trt_precision", "fp16", "tensorrt: precision of an engine built from an ONNX model (int8: only "
+                  "with a prebuilt, calibrated .engine)", choices=("fp32", "fp16", "int8")),
     ParameterSpec("engine_cache_dir", "", "tensorrt: folder of cached engines; empty = the backend's default"),
     ParameterSpec("engine_rebuild", False, "tensorrt: rebuild the engine even when a cached one matches"),
     ParameterSpec("trt_workspace_mb", 0, "tensorrt: builder memory pool limit in MiB; 0 = the backend's default",
@@ -195,6 +196,11 @@ def validate_parameters(values: Mapping[str, Any]) -> NodeConfig:
         )
     if config.backend == "tensorrt" and Path(config.model).suffix.lower() in (".pt", ".pth", ".ckpt"):
         raise ParameterError("the tensorrt backend needs an .onnx or .engine model; export the checkpoint first")
+    if backend == "tensorrt" and config.trt_precision == "int8" and Path(config.model).suffix.lower() not in (".engine", ".plan"):
+        raise ParameterError(
+            "trt_precision int8 needs a calibrated engine: build one with `coarse-loftr build-engine --int8 "
+            "--calibration-images DIR` and set model to the .engine file"
+        )
     return config
 
 

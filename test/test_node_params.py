@@ -73,10 +73,16 @@ def test_only_runtime_tunable_parameters_are_dynamic():
         ({"model": "weights.bin"}, "unknown file type"),
         ({"mode": "sequence", "keyframe_every": 0}, "never replaced"),
         ({"slopp_s": 0.1}, "unknown parameter"),
+        ({"backend": "tensorrt", "trt_precision": "int8"}, "int8 needs a calibrated engine"),
+        ({"model": "student.onnx", "backend": "tensorrt", "trt_precision": "int8"}, "int8 needs a calibrated engine"),
     ],
 )
 def test_bad_values_are_one_line_errors(values, match):
     one_line_error(values, match)
+
+
+def test_int8_with_a_prebuilt_engine_is_fine():
+    assert validate_parameters({"model": "student_int8.engine", "trt_precision": "int8"}).trt_precision == "int8"
 
 
 def test_keyframe_every_zero_is_fine_with_a_match_threshold_or_in_stereo():
