@@ -77,7 +77,7 @@ def _rosbags() -> Any:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    return text.splitlines()[0].rstrip(".")
 
 
 # --------------------------------------------------------------------------- config
@@ -211,6 +211,15 @@ def _bag_path(path: Path) -> Path:
     return path
 
 
+def _repair_hint(bag_path: Path) -> str:
+    suffixes = {p.suffix for p in bag_path.iterdir()} if bag_path.is_dir() else {bag_path.suffix}
+    if ".mcap" in suffixes:
+        return "an MCAP file cut short (a recorder that was killed) can be repaired with `mcap recover FILE -o FIXED.mcap`"
+    if ".db3" in suffixes:
+        return "a damaged SQLite3 file may be salvaged with `sqlite3 FILE .recover | sqlite3 FIXED.db3`"
+    return "check that it is a complete rosbag2 directory (metadata.yaml and its storage files); `ros2 bag reindex` rebuilds metadata.yaml"
+
+
 class BagSource:
     """Image (and camera_info) messages of a rosbag2 recording, streamed in log-time order."""
 
@@ -225,10 +234,7 @@ class BagSource:
             self.reader = rosbags.highlevel.AnyReader([bag_path], default_typestore=humble)
             self.reader.open()
         except Exception as error:  # rosbags raises several types for unreadable files
-            raise BagError(
-                f"cannot open {path} as a rosbag2 recording: {_first_line(error)}; a truncated MCAP file can be "
-                "repaired with `mcap recover`, a SQLite3 bag without metadata with `ros2 bag reindex`"
-            ) from None
+            raise BagError(f"cannot open {path} as a rosbag2 recording: {_first_line(error)}; {_repair_hint(bag_path)}") from None
         try:
             self.topics = self._check_topics(image_topics)
             self.roles: dict[str, tuple[str, int]] = {t: ("image", i) for i, t in enumerate(image_topics)}
