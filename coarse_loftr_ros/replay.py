@@ -595,6 +595,19 @@ def _create_matcher(config: ReplayConfig) -> Any:
     )
 
 
+def _create_report(config: ReplayConfig, source: Source) -> Any:
+    if config.report_dir is None:
+        return None
+    from .report import ReportBuilder
+
+    per_camera = [n for n in source.images_per_camera if n is not None]
+    expected_pairs = None
+    if len(per_camera) == len(source.images_per_camera):
+        expected_pairs = min(per_camera) if config.stereo else max(per_camera[0] - 1, 0)
+    return ReportBuilder(config.report_dir, expected_pairs=expected_pairs, ransac_px=config.ransac_px,
+                         thumbnails=config.thumbnails, overlay_max_lines=config.overlay_max_lines)
+
+
 def replay(
     config: ReplayConfig,
     matcher: Any = None,
@@ -628,17 +641,12 @@ def replay(
             model=str(getattr(matcher, "model_name", "")),
             backend=str(getattr(getattr(matcher, "backend", None), "name", "")),
         )
-        report = None
-        if config.report_dir is not None:
-            from .report import ReportBuilder
-
-            per_camera = [n for n in source.images_per_camera if n is not None]
-            expected_pairs = None
-            if len(per_camera) == len(source.images_per_camera):
-                expected_pairs = min(per_camera) if config.stereo else max(per_camera[0] - 1, 0)
-            report = ReportBuilder(config.report_dir, expected_pairs=expected_pairs, ransac_px=config.ransac_px,
-                                   thumbnails=config.thumbnails, overlay_max_lines=config.overlay_max_lines)
         output = OutputBag(config.output, config.storage, config.matches_topic, config.overlay_topic if config.overlay else None)
+        try:
+            report = _create_report(config, source)
+        except BaseException:
+            output.close()
+            raise
         started = time.perf_counter()
         try:
             with _StopOnCtrlC() as stop:
