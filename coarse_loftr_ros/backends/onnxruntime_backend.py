@@ -1,0 +1,107 @@
+"""ONNX Runtime backend (the default; CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ModelError
+from ..extraction import extract_matches
+from .base import METADATA_PREFIX, OUTPUT_NAMES, RawMatches
+
+# Threshold applied to models that output a full confidence matrix (the released
+# reference ONNX), as in the reference pipeline.
+MATRIX_MODEL_THRESHOLD = 0.01
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Low-latency CPU settings: all graph optimisations, sequential execution, one
+    intra-op thread per CPU core available to this process."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return options
+
+
+def open_session(path: Path, threads: int | None = None, providers: list[str] | None = None) -> ort.InferenceSession:
+    """An InferenceSession, with one-line errors for a missing or unreadable file."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; pass the path of an .onnx file from `coarse-loftr export`")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=providers or ["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        detail = " ".join(str(error).split())[:160]
+        raise ModelError(f"cannot load ONNX model {path}: {detail}; is it a complete .onnx file?") from None
+
+
+class OnnxRuntimeBackend:
+    """Runs an exported matcher (matches inside the graph) or a model that outputs the full
+    confidence matrix (then extraction runs in numpy)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | Path, threads: int | None = None) -> None:
+        self.model_path = Path(model)
+        self.session = open_session(self.model_path, threads)
+        inputs = self.session.get_inputs()
+        shapes = [tuple(i.shape) for i in inputs]
+        if (
+            len(inputs) != 2
+            or any(i.type != "tensor(float)" for i in inputs)
+            or any(len(s) != 4 or not all(isinstance(d, int) for d in s) or s[:2] != (1, 1) for s in shapes)
+            or shapes[0] != shapes[1]
+        ):
+            found = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)
+            raise ModelError(
+                f"ONNX model {self.model_path} has inputs [{found}]; expected two float32 [1, 1, H, W] images "
+                "with static H and W (export one with `coarse-loftr export`)"
+            )
+        self.input_names = [i.name for i in inputs]
+        height, width = shapes[0][2:]
+        self.input_size = (width, height)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k.removeprefix(METADATA_PREFIX): v for k, v in metadata.items() if k.startswith(METADATA_PREFIX)}
+        outputs = self.session.get_outputs()
+        self.output_names = [o.name for o in outputs]
+        self.exported = set(OUTPUT_NAMES) <= set(self.output_names)
+        if self.exported:
+            self.stride = int(self.metadata.get("stride", 16))
+        else:
+            self.stride = self._matrix_stride(outputs[0].shape)
+        if width % self.stride or height % self.stride:
+            raise ModelError(f"ONNX model {self.model_path} input {width}x{height} is not a multiple of its stride {self.stride}")
+        self.grid = (width // self.stride, height // self.stride)
+
+    def _matrix_stride(self, shape: list) -> int:
+        width, height = self.input_size
+        if len(shape) == 3 and all(isinstance(d, int) for d in shape) and shape[1] == shape[2]:
+            for stride in (8, 16, 32):
+                if (width // stride) * (height // stride) == shape[1] and not (width % stride or height % stride):
+                    return stride
+        raise ModelError(
+            f"ONNX model {self.model_path} outputs {self.output_names} {list(shape)}: neither the matches of "
+            "`coarse-loftr export` nor a [1, L, L] confidence matrix"
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata.get("name", self.model_path.name)
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.metadata["config"]) if "config" in self.metadata else {}
+
+    def run(self, image0: np.ndarray, image1: np.ndarray) -> RawMatches:
+        feeds = {self.input_names[0]: image0, self.input_names[1]: image1}
+        if self.exported:
+            values = self.session.run(list(OUTPUT_NAMES), feeds)
+            return RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, values)))
+        (confidence,) = self.session.run(self.output_names[:1], feeds)
+        return extract_matches(confidence, self.grid, self.grid, self.stride, MATRIX_MODEL_THRESHOLD)

@@ -1,0 +1,121 @@
+"""``Matcher``: two images in, correspondences in original pixel coordinates out.
+
+The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
+drop matches on the padding, apply the runtime threshold -> map back to original pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backends import create_backend
+from .backends.base import Backend, RawMatches
+from .errors import ImageError
+from .preprocess import Letterbox, check_size, to_model_input
+from .result import MatchResult
+
+
+class Matcher:
+    """Find pixel correspondences between two images with a coarse LoFTR model.
+
+    Args:
+        model: an ``.onnx`` file from ``coarse-loftr export``, a ``.pt``/``.ckpt``
+            checkpoint, a TensorRT ``.engine``, or None for the model shipped in the package.
+        backend: ``auto`` (by file type), ``onnxruntime``, ``tensorrt`` or ``torch``.
+        threshold: minimum confidence of a returned match; None keeps the model's own.
+        max_matches: keep at most this many matches (the most confident); None keeps all.
+        **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
+
+    Example::
+
+        matcher = Matcher()
+        result = matcher.match(image0, image1)   # uint8 HxW or HxWx3 BGR, any sizes
+        result.keypoints0, result.keypoints1, result.confidence
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        threshold: float | None = None,
+        max_matches: int | None = None,
+        **backend_options,
+    ) -> None:
+        self.backend: Backend = create_backend(model, backend, **backend_options)
+        self.threshold = threshold
+        self.max_matches = max_matches
+        self.model_name = getattr(self.backend, "model_name", str(model or "default"))
+        width, height = self.backend.input_size
+        self.grid_size = (width // self.backend.stride, height // self.backend.stride)
+        self._previous: tuple[np.ndarray, Letterbox] | None = None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input in pixels."""
+        return self.backend.input_size
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """Validate an image and convert it to the model input (see ``preprocess``)."""
+        if not isinstance(image, np.ndarray):
+            raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
+        check_size(image, self.backend.stride)
+        return to_model_input(image, self.input_size)
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> MatchResult:
+        """Match two images: uint8/uint16, HxW, HxWx3 (BGR) or HxWx4 (BGRA), any sizes."""
+        start = time.perf_counter()
+        input0 = self.prepare(image0)
+        input1 = self.prepare(image1)
+        return self._run(input0, input1, start)
+
+    def match_next(self, frame: np.ndarray) -> MatchResult | None:
+        """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).
+
+        Returns None for the first frame after construction or ``reset()``.
+        """
+        start = time.perf_counter()
+        current = self.prepare(frame)
+        previous, self._previous = self._previous, current
+        if previous is None:
+            return None
+        return self._run(previous, current, start)
+
+    def reset(self) -> None:
+        """Forget the previous frame of sequence mode."""
+        self._previous = None
+
+    def _run(self, input0: tuple[np.ndarray, Letterbox], input1: tuple[np.ndarray, Letterbox], start: float) -> MatchResult:
+        (tensor0, box0), (tensor1, box1) = input0, input1
+        prepared = time.perf_counter()
+        raw = self.backend.run(tensor0, tensor1)
+        inferred = time.perf_counter()
+        result = self._to_result(raw, box0, box1)
+        done = time.perf_counter()
+        result.timing_ms = {
+            "preprocess": (prepared - start) * 1e3,
+            "inference": (inferred - prepared) * 1e3,
+            "postprocess": (done - inferred) * 1e3,
+            "total": (done - start) * 1e3,
+        }
+        return result
+
+    def _to_result(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> MatchResult:
+        keep = box0.inside(raw.keypoints0) & box1.inside(raw.keypoints1)
+        if self.threshold is not None:
+            keep &= raw.confidence >= self.threshold
+        index = np.flatnonzero(keep)[: self.max_matches]
+        return MatchResult(
+            keypoints0=box0.to_original(raw.keypoints0[index]),
+            keypoints1=box1.to_original(raw.keypoints1[index]),
+            confidence=raw.confidence[index],
+            cells0=raw.cells0[index],
+            cells1=raw.cells1[index],
+            image0_size=box0.original_size,
+            image1_size=box1.original_size,
+            grid_size=self.grid_size,
+            backend=self.backend.name,
+            model=self.model_name,
+        )
