@@ -100,7 +100,16 @@ class ExportableMatcher(nn.Module):
         self.extraction = MatchExtraction(grid, config.coarse_stride, extraction)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.extraction(self.model(image0, image1))
+        model = self.model
+        if model.refinement is None:
+            return self.extraction(model(image0, image1))
+        # Learned sub-pixel refinement: keypoints1 move by the predicted offsets.
+        batch = image0.shape[0]
+        coarse, fine = model.extract_features_with_fine(torch.cat([image0, image1], dim=0))
+        confidence = model.match_features(coarse[:batch], coarse[batch:])[1]
+        keypoints0, keypoints1, scores, valid, cells0, cells1 = self.extraction(confidence)
+        keypoints1 = keypoints1 + model.refinement(fine[:batch], fine[batch:], cells0, cells1)
+        return keypoints0, keypoints1, scores, valid, cells0, cells1
 
 
 def export_onnx(
