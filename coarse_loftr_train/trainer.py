@@ -117,6 +117,11 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
             if not isinstance(value, dict):
                 raise TypeError(f"setting {where!r} must be a mapping")
             out[key] = merge(base[key], value, where + ".")
+        elif isinstance(base[key], float) and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+                out[key] = float(value)
+            except ValueError:
+                raise TypeError(f"setting {where!r} must be a number, got {value!r}") from None
         else:
             out[key] = value
     return out
@@ -320,7 +325,7 @@ def validate(model: CoarseLoFTR, dataset: HomographyPairs, device: torch.device,
         "auc@3px": aucs[0],
         "auc@5px": aucs[1],
         "auc@10px": aucs[2],
-        "precision@3px": float(np.nanmean(precisions)) if counts else 0.0,
+        "precision@3px": float(np.mean(finite)) if (finite := [p for p in precisions if np.isfinite(p)]) else 0.0,
         "matches": float(np.mean(counts)),
     }
 
@@ -383,7 +388,10 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     forward = TrainingForward(model)
     if world > 1:
-        forward = nn.parallel.DistributedDataParallel(forward, device_ids=[local_rank] if device.type == "cuda" else None)
+        # The FPN's top-down layers exist in the checkpoints but the coarse model never uses them.
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True
+        )
     teacher = load_teacher(settings, device)
     weights = LossWeights(**settings["loss"])
     if weights.distillation > 0 and teacher is None:
