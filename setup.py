@@ -10,6 +10,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["coarse_loftr_ros", "coarse_loftr_ros.*", "coarse_loftr_train", "coarse_loftr_train.*"]),
     package_data={"coarse_loftr_ros": ["models/*.onnx", "models/*.md", "models/*.json"]},
+    # The message definition, where match_array.match_array_definition() finds it (as in ROS).
+    data_files=[("share/coarse_loftr_ros/msg", ["msg/MatchArray.msg"])],
     install_requires=[
         "numpy>=1.23",
         "opencv-python-headless>=4.6",
@@ -20,7 +22,7 @@ setup(
         # torch is pinned: 2.13.0 is the CPU wheel these machines carry; install it first.
         "train": ["torch==2.13.0", "onnx>=1.14", "pyyaml>=6", "tensorboard>=2.12"],
         "replay": ["rosbags>=0.10"],
-        "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1"],
+        "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1", "onnx>=1.14"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",

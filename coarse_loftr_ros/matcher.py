@@ -51,6 +51,11 @@ class Matcher:
         width, height = self.backend.input_size
         self.grid_size = (width // self.backend.stride, height // self.backend.stride)
         self._previous: tuple[np.ndarray, Letterbox] | None = None
+        stride = self.backend.stride
+        columns = self.grid_size[0]
+        cells = np.arange(self.grid_size[0] * self.grid_size[1])
+        self._cell_points = np.stack([cells % columns, cells // columns], axis=1).astype(np.float32) * stride
+        self._sequence_features = bool(getattr(self.backend, "supports_features", False))
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -74,14 +79,22 @@ class Matcher:
     def match_next(self, frame: np.ndarray) -> MatchResult | None:
         """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).
 
-        Returns None for the first frame after construction or ``reset()``.
+        With a backend that has the sequence-mode graphs, each frame's CNN features are
+        computed once and kept for the next pair. Returns None for the first frame after
+        construction or ``reset()``.
         """
         start = time.perf_counter()
-        current = self.prepare(frame)
+        tensor, box = self.prepare(frame)
+        prepared = time.perf_counter()
+        if not self._sequence_features:
+            previous, self._previous = self._previous, (tensor, box)
+            return None if previous is None else self._run(previous, (tensor, box), start)
+        current = (self.backend.features(tensor), box)
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        return self._run(previous, current, start)
+        raw = self.backend.match_features(previous[0], current[0])
+        return self._finish(raw, previous[1], box, start, prepared, time.perf_counter())
 
     def reset(self) -> None:
         """Forget the previous frame of sequence mode."""
@@ -91,7 +104,9 @@ class Matcher:
         (tensor0, box0), (tensor1, box1) = input0, input1
         prepared = time.perf_counter()
         raw = self.backend.run(tensor0, tensor1)
-        inferred = time.perf_counter()
+        return self._finish(raw, box0, box1, start, prepared, time.perf_counter())
+
+    def _finish(self, raw: RawMatches, box0: Letterbox, box1: Letterbox, start: float, prepared: float, inferred: float) -> MatchResult:
         result = self._to_result(raw, box0, box1)
         done = time.perf_counter()
         result.timing_ms = {
@@ -103,13 +118,14 @@ class Matcher:
         return result
 
     def _to_result(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> MatchResult:
-        keep = box0.inside(raw.keypoints0) & box1.inside(raw.keypoints1)
+        # A match whose cell lies on the letterbox padding is not on the image.
+        keep = box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
         if self.threshold is not None:
             keep &= raw.confidence >= self.threshold
         index = np.flatnonzero(keep)[: self.max_matches]
         return MatchResult(
-            keypoints0=box0.to_original(raw.keypoints0[index]),
-            keypoints1=box1.to_original(raw.keypoints1[index]),
+            keypoints0=box0.to_original_clipped(raw.keypoints0[index]),
+            keypoints1=box1.to_original_clipped(raw.keypoints1[index]),
             confidence=raw.confidence[index],
             cells0=raw.cells0[index],
             cells1=raw.cells1[index],

@@ -50,6 +50,12 @@ class Letterbox:
         )
         return ((points + 0.5) / scale - 0.5).astype(np.float32)
 
+    def to_original_clipped(self, points: np.ndarray) -> np.ndarray:
+        """``to_original``, clipped to the image (sub-cell refinement may step past the edge)."""
+        mapped = self.to_original(points)
+        upper = np.array(self.original_size, np.float32) - 1.0
+        return np.clip(mapped, 0.0, upper, out=mapped)
+
     def to_model(self, points: np.ndarray) -> np.ndarray:
         """Original image pixel coordinates (N, 2) -> model-input pixel coordinates (N, 2)."""
         scale = np.array(

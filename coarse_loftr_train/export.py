@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from coarse_loftr_ros.backends.base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
@@ -58,110 +59,266 @@ def border_mask(columns: int, rows: int, border: int) -> torch.Tensor:
     return mask.reshape(-1)
 
 
-class MatchExtraction(nn.Module):
-    """Confidence matrix ``[B, L0, L1]`` -> fixed-size top-K mutual-nearest-neighbour matches."""
+def log_normalisers(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-sum-exp of the logits over each row ``[1, L0, 1]`` and each column ``[1, 1, L1]``.
 
-    def __init__(self, grid: tuple[int, int], stride: int, extraction: ExtractionConfig) -> None:
+    The dual-softmax confidence is ``exp(2 * s - row - column)``, so matching can work on
+    its logarithm and exponentiate only the values it keeps.
+    """
+    row_max = similarity.amax(dim=2, keepdim=True)
+    column_max = similarity.amax(dim=1, keepdim=True)
+    row = row_max + torch.log(torch.exp(similarity - row_max).sum(dim=2, keepdim=True))
+    column = column_max + torch.log(torch.exp(similarity - column_max).sum(dim=1, keepdim=True))
+    return row, column
+
+
+class MatchExtraction(nn.Module):
+    """Dual-softmax logits ``[1, L0, L1]`` -> fixed-size top-K mutual-nearest-neighbour matches.
+
+    Works on the log confidence, so no full-size mask or confidence matrix is built.
+    Returns (scores ``[1, K]``: confidence, descending, zero for invalid rows; cells0,
+    cells1 ``[1, K]``; the row and column log-normalisers for the refinement).
+    """
+
+    def __init__(self, grid: tuple[int, int], extraction: ExtractionConfig) -> None:
         super().__init__()
         columns, rows = grid
         self.top_k = min(extraction.top_k, columns * rows)
         self.threshold = extraction.threshold
-        self.register_buffer("coordinates", cell_coordinates(columns, rows, stride), persistent=False)
-        inner = border_mask(columns, rows, extraction.border)
-        self.register_buffer("inner0", inner[None, :, None], persistent=False)
-        self.register_buffer("inner1", inner[None, None, :], persistent=False)
+        self.register_buffer("inner", border_mask(columns, rows, extraction.border)[None], persistent=False)
 
-    def forward(self, confidence: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mask = (confidence > self.threshold) & self.inner0 & self.inner1
-        mask = mask & (confidence == confidence.amax(dim=2, keepdim=True))
-        mask = mask & (confidence == confidence.amax(dim=1, keepdim=True))
-        # Mutual nearest neighbours leave at most one candidate per row.
-        row_best, best_column = (confidence * mask.to(confidence.dtype)).max(dim=2)
-        scores, cells0 = torch.topk(row_best, self.top_k, dim=1)
+    def forward(self, similarity: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        row_norm, column_norm = log_normalisers(similarity)
+        log_confidence = 2.0 * similarity - row_norm - column_norm
+        row_best, best_column = log_confidence.max(dim=2)  # [1, L0]
+        column_best = log_confidence.amax(dim=1)  # [1, L1]
+        mutual = row_best >= torch.gather(column_best, 1, best_column)
+        confidence = torch.exp(row_best)
+        valid = mutual & (confidence > self.threshold) & self.inner & self.inner[0][best_column]
+        scores, cells0 = torch.topk(confidence * valid.to(confidence.dtype), self.top_k, dim=1)
         cells1 = torch.gather(best_column, 1, cells0)
-        return (
-            self.coordinates[cells0],
-            self.coordinates[cells1],
-            scores,
-            scores > 0,
-            cells0.to(torch.int32),
-            cells1.to(torch.int32),
-        )
+        return scores, cells0, cells1, row_norm, column_norm
+
+
+class CellCentres(nn.Module):
+    """No refinement: every match sits on its cells' points.
+
+    A refinement maps (similarity ``[1, L0, L1]``, row and column log-normalisers, cells0,
+    cells1 ``[1, K]``) to keypoints0, keypoints1 ``[1, K, 2]`` in model-input pixels.
+    """
+
+    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
+        super().__init__()
+        self.register_buffer("coordinates0", cell_coordinates(*grid0, stride), persistent=False)
+        self.register_buffer("coordinates1", cell_coordinates(*grid1, stride), persistent=False)
+
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.coordinates0[cells0], self.coordinates1[cells1]
+
+
+class ExpectationRefinement(CellCentres):
+    """Sub-cell positions without learning: the confidence-weighted mean position over the
+    3x3 cell neighbourhood of each matched cell.
+
+    In image 1 the weights are the confidences of image 0's cell against the 3x3 cells
+    around the match; in image 0, symmetrically, of the 3x3 cells around it against image
+    1's cell. Cells off the grid weigh zero. Only 9 values per match are read.
+    """
+
+    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
+        super().__init__(grid0, grid1, stride)
+        self.grid0, self.grid1 = grid0, grid1
+        dy, dx = torch.meshgrid(torch.arange(-1, 2), torch.arange(-1, 2), indexing="ij")
+        self.register_buffer("dx", dx.reshape(1, 9), persistent=False)
+        self.register_buffer("dy", dy.reshape(1, 9), persistent=False)
+        self.register_buffer("offsets", torch.stack([dx, dy], -1).reshape(9, 2).float() * stride, persistent=False)
+
+    def _neighbours(self, cells: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cells ``[K]`` -> 3x3 neighbour cells ``[K, 9]`` (clamped) and their on-grid mask."""
+        columns, rows = grid
+        row = torch.div(cells, columns, rounding_mode="floor")[:, None] + self.dy
+        column = (cells % columns)[:, None] + self.dx
+        inside = (row >= 0) & (row < rows) & (column >= 0) & (column < columns)
+        return row.clamp(0, rows - 1) * columns + column.clamp(0, columns - 1), inside
+
+    def _shift(self, log_confidence: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """Log confidences ``[K, 9]`` -> weighted mean offset ``[K, 2]`` in pixels."""
+        weights = torch.exp(log_confidence - log_confidence.amax(dim=1, keepdim=True)) * inside.to(log_confidence.dtype)
+        return torch.matmul(weights, self.offsets) / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+        c0, c1 = cells0[0], cells1[0]
+        length1 = similarity.shape[2]
+        flat = similarity.reshape(-1)
+        rows, columns = row_norm.reshape(-1), column_norm.reshape(-1)
+        around1, inside1 = self._neighbours(c1, self.grid1)
+        log1 = 2.0 * flat[c0[:, None] * length1 + around1] - rows[c0][:, None] - columns[around1]
+        around0, inside0 = self._neighbours(c0, self.grid0)
+        log0 = 2.0 * flat[around0 * length1 + c1[:, None]] - rows[around0] - columns[c1][:, None]
+        keypoints0 = self.coordinates0[c0] + self._shift(log0, inside0)
+        keypoints1 = self.coordinates1[c1] + self._shift(log1, inside1)
+        return keypoints0[None], keypoints1[None]
+
+
+class LearnedRefinement(CellCentres):
+    """The model's own learned sub-pixel refinement (``config.refine_window > 0``).
+
+    Reads the fine features packed into each image's feature map
+    (``CoarseLoFTR.extract_features``); keypoints0 stay on the cell points, keypoints1 move
+    by the predicted offsets (at most ``refine_window // 2`` fine cells).
+    """
+
+    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int, model: CoarseLoFTR) -> None:
+        super().__init__(grid0, grid1, stride)
+        self.model = model
+
+    def forward(self, features0, features1, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets = self.model.refine_matches(features0, features1, cells0, cells1)
+        return self.coordinates0[cells0], self.coordinates1[cells1] + offsets
+
+
+REFINEMENTS = {"expectation": ExpectationRefinement, "none": CellCentres, "learned": LearnedRefinement}
+
+
+def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
+    """``auto``: the model's learned refinement when it has one, else ``expectation``."""
+    if refinement == "auto":
+        return "learned" if model.refinement is not None else "expectation"
+    if refinement == "learned" and model.refinement is None:
+        raise ValueError(f"model {model.config.name!r} has no learned refinement (refine_window is 0)")
+    if refinement not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refinement!r}; choose auto, {', '.join(REFINEMENTS)}")
+    return refinement
+
+
+def _grid(config: ModelConfig) -> tuple[int, int]:
+    return config.input_width // config.coarse_stride, config.input_height // config.coarse_stride
+
+
+class FeatureMatcher(nn.Module):
+    """Coarse CNN features of two images -> the tensors named in ``OUTPUT_NAMES``."""
+
+    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
+        super().__init__()
+        grid = _grid(model.config)
+        self.model = model
+        self.extraction = MatchExtraction(grid, extraction)
+        refinement = resolve_refinement(model, refinement)
+        if refinement == "learned":
+            self.refinement = LearnedRefinement(grid, grid, model.config.coarse_stride, model)
+        else:
+            self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
+
+    def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        similarity = self.model.similarity(features0, features1)
+        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity)
+        if isinstance(self.refinement, LearnedRefinement):
+            keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
+        else:
+            keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)
+        return keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32)
+
+
+class FeatureExtractor(nn.Module):
+    """One image ``[1, 1, H, W]`` -> its coarse CNN features (the sequence-mode first graph)."""
+
+    def __init__(self, model: CoarseLoFTR) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(image)
 
 
 class ExportableMatcher(nn.Module):
-    """Two images ``[1, 1, H, W]`` in [0, 1] -> the tensors named in ``OUTPUT_NAMES``."""
+    """Two images ``[1, 1, H, W]`` in [0, 1] -> the tensors named in ``OUTPUT_NAMES``.
 
-    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig()) -> None:
+    Both images go through the CNN as one batch of two.
+    """
+
+    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
         super().__init__()
-        config = model.config
         self.model = model
-        grid = (config.input_width // config.coarse_stride, config.input_height // config.coarse_stride)
-        self.extraction = MatchExtraction(grid, config.coarse_stride, extraction)
+        self.matcher = FeatureMatcher(model, extraction, refinement)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        model = self.model
-        if model.refinement is None:
-            return self.extraction(model(image0, image1))
-        # Learned sub-pixel refinement: keypoints1 move by the predicted offsets.
-        batch = image0.shape[0]
-        coarse, fine = model.extract_features_with_fine(torch.cat([image0, image1], dim=0))
-        confidence = model.match_features(coarse[:batch], coarse[batch:])[1]
-        keypoints0, keypoints1, scores, valid, cells0, cells1 = self.extraction(confidence)
-        keypoints1 = keypoints1 + model.refinement(fine[:batch], fine[batch:], cells0, cells1)
-        return keypoints0, keypoints1, scores, valid, cells0, cells1
+        features = self.model.extract_features(torch.cat([image0, image1], dim=0))
+        return self.matcher(features[:1], features[1:])
 
 
-def export_onnx(
-    model: CoarseLoFTR,
-    output: str | Path,
-    extraction: ExtractionConfig = ExtractionConfig(),
-    model_name: str | None = None,
-) -> Path:
-    """Write the matcher with in-graph extraction to ``output`` (ONNX, opset 17) and check it.
+def sequence_graph_paths(path: str | Path) -> tuple[Path, Path]:
+    """Paths of the two sequence-mode graphs written beside a pair-mode model file."""
+    path = Path(path)
+    return path.with_suffix(".features.onnx"), path.with_suffix(".matching.onnx")
 
-    The input size is the model config's ``input_width`` x ``input_height``; use
-    ``ModelConfig.with_input_size`` (or ``--width/--height``) for another one.
-    """
+
+def _export_graph(module: nn.Module, inputs: tuple, path: Path, input_names, output_names, metadata: dict[str, str]) -> None:
     import onnx
 
-    config: ModelConfig = model.config
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportableMatcher(model.eval(), extraction).eval()
-    dummy = torch.zeros(1, 1, config.input_height, config.input_width)
-    tmp = output.with_name(output.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     with torch.no_grad(), warnings.catch_warnings():
-        # Shape checks in the model are constant for a static export. The TorchScript
-        # exporter is deprecated, but it writes opset 17, the newest that TensorRT 8.5/8.6
-        # parse; the torch.export-based one starts at opset 18.
+        # The TorchScript exporter is deprecated, but it writes opset 17, the newest that
+        # TensorRT 8.5/8.6 parse; the torch.export-based one starts at opset 18.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)  # shape-inference notes of the exporter
         torch.onnx.export(
-            wrapper,
-            (dummy, dummy),
+            module.eval(),
+            inputs,
             str(tmp),
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            input_names=list(input_names),
+            output_names=list(output_names),
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
         )
     proto = onnx.load(str(tmp))
-    metadata = {
-        "config": json.dumps(config.to_dict()),
-        "name": model_name or output.stem,
-        "stride": str(config.coarse_stride),
-        "top_k": str(wrapper.extraction.top_k),
-        "threshold": repr(extraction.threshold),
-        "border": str(extraction.border),
-    }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
     proto.producer_name = "coarse_loftr_ros"
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(tmp))
-    tmp.replace(output)
-    log.info("wrote %s (%dx%d input, top-%d)", output, config.input_width, config.input_height, wrapper.extraction.top_k)
+    tmp.replace(path)
+
+
+def export_onnx(
+    model: CoarseLoFTR,
+    output: str | Path,
+    extraction: ExtractionConfig = ExtractionConfig(),
+    refinement: str = "auto",
+    model_name: str | None = None,
+    sequence_graphs: bool = True,
+) -> Path:
+    """Write the pair-mode matcher (ONNX, opset 17, static shapes) to ``output``.
+
+    With ``sequence_graphs`` it also writes the two sequence-mode graphs beside it
+    (``*.features.onnx``: image -> coarse features; ``*.matching.onnx``: two feature
+    maps -> matches), so that each frame's CNN runs once. The input size is the model
+    config's ``input_width`` x ``input_height``; use ``ModelConfig.with_input_size``.
+    """
+    config: ModelConfig = model.config
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    top_k = MatchExtraction(_grid(config), extraction).top_k
+    refinement = resolve_refinement(model, refinement)
+    metadata = {
+        "config": json.dumps(config.to_dict()),
+        "name": model_name or output.stem,
+        "stride": str(config.coarse_stride),
+        "top_k": str(top_k),
+        "threshold": repr(extraction.threshold),
+        "border": str(extraction.border),
+        "refinement": refinement,
+    }
+    image = torch.zeros(1, 1, config.input_height, config.input_width)
+    _export_graph(ExportableMatcher(model, extraction, refinement), (image, image), output, INPUT_NAMES, OUTPUT_NAMES, metadata)
+    if sequence_graphs:
+        features_path, matching_path = sequence_graph_paths(output)
+        with torch.no_grad():
+            features = model.extract_features(image)
+        _export_graph(FeatureExtractor(model), (image,), features_path, ["image"], ["features"], metadata)
+        _export_graph(FeatureMatcher(model, extraction, refinement), (features, features), matching_path, ["features0", "features1"], OUTPUT_NAMES, metadata)
+    log.info("wrote %s (%dx%d input, top-%d, refinement %s)", output, config.input_width, config.input_height, top_k, refinement)
     return output

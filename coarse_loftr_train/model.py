@@ -268,10 +268,15 @@ class SubPixelRefinement(nn.Module):
         return torch.stack([dx, dy], dim=2) * self.fine_stride
 
 
+def similarity_matrix(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Scaled dot products of transformed features ``[B, L0, L1]`` (the dual-softmax logits)."""
+    scale = feat0.shape[-1] ** 0.5
+    return torch.matmul(feat0 / scale, (feat1 / scale).transpose(1, 2)) / temperature
+
+
 def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarity and dual-softmax confidence matrices ``[B, L0, L1]``."""
-    scale = feat0.shape[-1] ** 0.5
-    similarity = torch.matmul(feat0 / scale, (feat1 / scale).transpose(1, 2)) / temperature
+    similarity = similarity_matrix(feat0, feat1, temperature)
     confidence = F.softmax(similarity, dim=1) * F.softmax(similarity, dim=2)
     return similarity, confidence
 
@@ -293,25 +298,45 @@ class CoarseLoFTR(nn.Module):
         self.refinement = SubPixelRefinement(config) if config.refine_window else None
 
     def extract_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``."""
-        return self.backbone(image)
+        """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``.
 
-    def extract_features_with_fine(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coarse CNN features and the refinement's fine features ``[B, Cf, H/f, W/f]``.
-
-        Only for models with a refinement (``config.refine_window > 0``).
+        With a learned refinement the map also carries the fine features, folded onto the
+        coarse grid: ``[B, d_model + Cf * r * r, H/s, W/s]`` (r = coarse / fine stride;
+        ``F.pixel_unshuffle``), so one tensor per image still holds everything matching needs.
         """
         if self.refinement is None:
-            raise ValueError(f"model {self.config.name!r} has no refinement (refine_window is 0)")
+            return self.backbone(image)
         coarse, stage = self.backbone.forward_with_stage(image)
-        return coarse, self.refinement.features(stage)
+        fine = self.refinement.features(stage)
+        return torch.cat([coarse, F.pixel_unshuffle(fine, self.refinement.cells_per_coarse)], dim=1)
+
+    def coarse_part(self, cnn: torch.Tensor) -> torch.Tensor:
+        """The coarse channels of an ``extract_features`` map."""
+        return cnn if self.refinement is None else cnn[:, : self.config.d_model]
+
+    def refine_matches(self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
+        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps."""
+        if self.refinement is None:
+            raise ValueError(f"model {self.config.name!r} has no learned refinement (refine_window is 0)")
+        r = self.refinement.cells_per_coarse
+        fine0 = F.pixel_shuffle(cnn0[:, self.config.d_model :], r)
+        fine1 = F.pixel_shuffle(cnn1[:, self.config.d_model :], r)
+        return self.refinement(fine0, fine1, cells0, cells1)
+
+    def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse CNN maps of both images -> transformed features ``[B, L, C]``."""
+        cnn0, cnn1 = self.coarse_part(cnn0), self.coarse_part(cnn1)
+        feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
+        feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
+        return self.loftr_coarse(feat0, feat1)
+
+    def similarity(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> torch.Tensor:
+        """Coarse CNN maps of both images -> dual-softmax logits ``[B, L0, L1]``."""
+        return similarity_matrix(*self.transform(cnn0, cnn1), self.config.temperature)
 
     def match_features(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coarse CNN maps of both images -> (similarity, confidence) ``[B, L0, L1]``."""
-        feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
-        feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
-        feat0, feat1 = self.loftr_coarse(feat0, feat1)
-        return dual_softmax(feat0, feat1, self.config.temperature)
+        return dual_softmax(*self.transform(cnn0, cnn1), self.config.temperature)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> torch.Tensor:
         batch = image0.shape[0]

@@ -182,16 +182,12 @@ class TrainingForward(nn.Module):
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, cells1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         model = self.model
         batch = image0.shape[0]
-        images = torch.cat([image0, image1], dim=0)
-        if model.refinement is None:
-            coarse, fine = model.extract_features(images), None
-        else:
-            coarse, fine = model.extract_features_with_fine(images)
-        similarity, _ = model.match_features(coarse[:batch], coarse[batch:])
+        features = model.extract_features(torch.cat([image0, image1], dim=0))
+        similarity = model.similarity(features[:batch], features[batch:])
         offsets = None
-        if fine is not None:
+        if model.refinement is not None:  # offsets at every ground-truth cell pair
             cells0 = torch.arange(cells1.shape[1], device=cells1.device).expand(batch, -1)
-            offsets = model.refinement(fine[:batch].float(), fine[batch:].float(), cells0, cells1.clamp(min=0))
+            offsets = model.refine_matches(features[:batch].float(), features[batch:].float(), cells0, cells1.clamp(min=0))
         return similarity, offsets
 
 

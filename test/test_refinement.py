@@ -61,3 +61,22 @@ def test_exported_refinement_matches_torch():
     assert np.abs(np.asarray(expected[1][0][valid]) % 16).max() > 0.01
     np.testing.assert_allclose(outputs[1][0][valid], expected[1][0].numpy()[valid], atol=1e-3)
     np.testing.assert_array_equal(outputs[5][0][valid], expected[5][0].numpy()[valid])
+
+
+def test_sequence_mode_graphs_carry_the_learned_refinement(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import skimage.data
+
+    from coarse_loftr_ros import Matcher
+    from coarse_loftr_train.export import export_onnx
+
+    torch.manual_seed(2)
+    path = export_onnx(CoarseLoFTR(refined_config()), tmp_path / "refined.onnx")
+    matcher = Matcher(model=path)
+    image0 = skimage.data.camera()[:256, :320]
+    image1 = skimage.data.camera()[8:264, 6:326]
+    pair = matcher.match(image0, image1)
+    assert matcher.match_next(image0) is None
+    sequence = matcher.match_next(image1)
+    assert len(pair) > 0 and len(sequence) == len(pair)
+    np.testing.assert_allclose(sequence.keypoints1, pair.keypoints1, atol=1e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import CoarseLoftrError, ModelError
 from .base import Backend, RawMatches
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ def create_backend(model: str | Path | None = None, backend: str = "auto", **opt
     """Open ``model`` (default: the shipped model) with ``backend``.
 
     ``auto`` chooses by file type: ``.pt/.ckpt`` -> torch, ``.engine`` -> tensorrt,
-    ``.onnx`` -> onnxruntime.
+    ``.onnx`` -> tensorrt when TensorRT and a GPU are present (the engine is built on
+    first use and cached), else onnxruntime; the choice is logged.
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -37,6 +38,8 @@ def create_backend(model: str | Path | None = None, backend: str = "auto", **opt
     kind = _SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ModelError(f"model file {path} has an unknown type; pass an .onnx, .pt/.ckpt or .engine file")
+    if backend == "auto" and kind == "onnxruntime":
+        return _auto_onnx_backend(path, options)
     if backend == "auto":
         backend = kind
         log.info("backend auto: using %s for %s", backend, path.name)
@@ -53,6 +56,24 @@ def create_backend(model: str | Path | None = None, backend: str = "auto", **opt
     from .tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(path, **options)
+
+
+def _auto_onnx_backend(path: Path, options: dict) -> Backend:
+    """An ONNX model under ``auto``: TensorRT when it and a GPU are present, else ONNX Runtime."""
+    from .onnxruntime_backend import OnnxRuntimeBackend
+    from .tensorrt_backend import TensorRTBackend, tensorrt_available
+
+    available, reason = tensorrt_available()
+    if available:
+        log.info("backend auto: using tensorrt for %s (%s)", path.name, reason)
+        try:
+            # ONNX Runtime's options (threads) mean nothing to TensorRT.
+            return TensorRTBackend(path, **{k: v for k, v in options.items() if k != "threads"})
+        except CoarseLoftrError as error:
+            log.warning("backend auto: tensorrt failed (%s); using onnxruntime for %s", error, path.name)
+    else:
+        log.info("backend auto: using onnxruntime for %s (no tensorrt: %s)", path.name, reason)
+    return OnnxRuntimeBackend(path, **options)
 
 
 __all__ = ["BACKENDS", "Backend", "RawMatches", "create_backend", "default_model_path"]

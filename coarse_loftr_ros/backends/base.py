@@ -58,3 +58,18 @@ class Backend(Protocol):
     def run(self, image0: np.ndarray, image1: np.ndarray) -> RawMatches:
         """Match two float32 [1, 1, H, W] images in [0, 1] (H, W = input_size)."""
         ...
+
+
+class FeatureBackend(Backend, Protocol):
+    """A backend that also runs the two sequence-mode graphs, so a sequence computes each
+    frame's CNN features once (``supports_features`` tells whether they are loaded)."""
+
+    supports_features: bool
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """Coarse CNN features of one float32 [1, 1, H, W] image."""
+        ...
+
+    def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
+        """Matches from two feature maps returned by ``features``."""
+        ...

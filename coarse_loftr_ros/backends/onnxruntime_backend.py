@@ -20,13 +20,16 @@ MATRIX_MODEL_THRESHOLD = 0.01
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Low-latency CPU settings: all graph optimisations, sequential execution, one
-    intra-op thread per CPU core available to this process."""
+    intra-op thread per CPU core available to this process, no spinning."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
+    # Idle worker threads sleep instead of spinning: a node runs up to three sessions
+    # (pair, features, matching) next to a SLAM stack on few cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -78,6 +81,30 @@ class OnnxRuntimeBackend:
         if width % self.stride or height % self.stride:
             raise ModelError(f"ONNX model {self.model_path} input {width}x{height} is not a multiple of its stride {self.stride}")
         self.grid = (width // self.stride, height // self.stride)
+        self._open_sequence_graphs(threads)
+
+    def _open_sequence_graphs(self, threads: int | None) -> None:
+        """Open ``*.features.onnx`` and ``*.matching.onnx`` when they sit beside the model."""
+        features_path = self.model_path.with_suffix(".features.onnx")
+        matching_path = self.model_path.with_suffix(".matching.onnx")
+        self.features_session = self.matching_session = None
+        if self.exported and features_path.is_file() and matching_path.is_file():
+            self.features_session = open_session(features_path, threads)
+            self.matching_session = open_session(matching_path, threads)
+
+    @property
+    def supports_features(self) -> bool:
+        """True when sequence mode can compute each frame's CNN features once."""
+        return self.features_session is not None
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """Coarse CNN features of one float32 [1, 1, H, W] image."""
+        return self.features_session.run(None, {"image": image})[0]
+
+    def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
+        """Matches from two feature maps of ``features``."""
+        values = self.matching_session.run(list(OUTPUT_NAMES), {"features0": features0, "features1": features1})
+        return RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, values)))
 
     def _matrix_stride(self, shape: list) -> int:
         width, height = self.input_size

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image0", type=Path, help="first image file")
     parser.add_argument("image1", type=Path, help="second image file")
     parser.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto, by file type)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto: TensorRT for .onnx when TensorRT and a GPU are present, else by file type)")
     parser.add_argument("--threshold", type=float, default=None, help="minimum match confidence (default: the model's)")
     parser.add_argument("--max-matches", type=int, default=None, help="keep at most N matches")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the matches as JSON")

@@ -1,0 +1,234 @@
+"""Speed benchmark on real frames: this project against the reference pipeline, ORB and SIFT.
+
+Every method runs on the same consecutive frame pairs, interleaved pair by pair, so that
+the ratios are measured under the same machine load. Times are wall-clock medians in ms.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .errors import ImageError
+from .imageio import read_image
+from .matcher import Matcher
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class MethodTiming:
+    """Per-pair wall times (ms) and match counts of one method."""
+
+    name: str
+    total_ms: list[float] = field(default_factory=list)
+    matches: list[int] = field(default_factory=list)
+    stages_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, total_ms: float, matches: int, **stages: float) -> None:
+        self.total_ms.append(total_ms)
+        self.matches.append(matches)
+        for stage, value in stages.items():
+            self.stages_ms.setdefault(stage, []).append(value)
+
+    def summary(self, reference_ms: float | None) -> dict:
+        median = float(np.median(self.total_ms))
+        return {
+            "median_ms": round(median, 3),
+            "pairs_per_s": round(1000.0 / median, 2),
+            "median_matches": int(np.median(self.matches)),
+            "vs_reference": round(median / reference_ms, 3) if reference_ms else None,
+            "stages_median_ms": {k: round(float(np.median(v)), 3) for k, v in self.stages_ms.items()},
+            "pairs": len(self.total_ms),
+        }
+
+
+def load_frames(folder: Path, limit: int) -> list[np.ndarray]:
+    """Up to ``limit`` images of a folder, in file-name order."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < 2:
+        raise ImageError(f"{folder} holds {len(files)} image(s); the benchmark needs at least 2 frames")
+    return [read_image(p) for p in files[:limit]]
+
+
+class ReferencePipeline:
+    """The released ONNX model (full confidence matrix out) + threshold 0.01 in numpy."""
+
+    def __init__(self, model: Path, threshold: float = 0.01) -> None:
+        from .backends.onnxruntime_backend import open_session
+
+        self.session = open_session(Path(model))
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.height, self.width = self.session.get_inputs()[0].shape[2:]
+        self.threshold = threshold
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> int:
+        inputs = []
+        for image in (image0, image1):
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+            gray = cv2.resize(gray, (self.width, self.height)) if gray.shape != (self.height, self.width) else gray
+            inputs.append((gray.astype(np.float32) / 255.0)[None, None])
+        confidence = self.session.run(None, dict(zip(self.names, inputs)))[0][0]
+        mask = confidence > self.threshold
+        mask &= confidence == confidence.max(axis=1, keepdims=True)
+        mask &= confidence == confidence.max(axis=0, keepdims=True)
+        rows, columns = np.nonzero(mask)
+        return len(rows)
+
+
+def orb_matcher(features: int = 2000) -> Callable[[np.ndarray, np.ndarray], int]:
+    """ORB keypoints + brute-force Hamming matching with cross check."""
+    orb = cv2.ORB_create(features)
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> int:
+        _, d0 = orb.detectAndCompute(image0, None)
+        _, d1 = orb.detectAndCompute(image1, None)
+        return 0 if d0 is None or d1 is None else len(bf.match(d0, d1))
+
+    return match
+
+
+def sift_matcher(features: int = 2000, ratio: float = 0.8) -> Callable[[np.ndarray, np.ndarray], int]:
+    """SIFT keypoints + brute-force L2 matching with Lowe's ratio test."""
+    sift = cv2.SIFT_create(features)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> int:
+        _, d0 = sift.detectAndCompute(image0, None)
+        _, d1 = sift.detectAndCompute(image1, None)
+        if d0 is None or d1 is None or len(d1) < 2:
+            return 0
+        return sum(1 for pair in bf.knnMatch(d0, d1, k=2) if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance)
+
+    return match
+
+
+_PEAK_RSS_PROBE = """
+import sys
+from coarse_loftr_ros.cli import main
+status = main(sys.argv[1:])
+with open("/proc/self/status") as status_file:
+    peak = next(line for line in status_file if line.startswith("VmHWM:"))
+print("PEAK_KB", peak.split()[1], file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def peak_rss_of_match(image0: Path, image1: Path, model: Path | None) -> float | None:
+    """Peak resident memory (MB) of a `coarse-loftr match` process on two files.
+
+    Read from the child's own ``VmHWM`` (Linux): ``ru_maxrss`` of a child would include
+    the memory of this process, from which it was forked. None where /proc is absent.
+    """
+    if not Path("/proc/self/status").exists():
+        return None
+    command = [sys.executable, "-c", _PEAK_RSS_PROBE, "match", str(image0), str(image1)]
+    if model is not None:
+        command += ["--model", str(model)]
+    process = subprocess.run(command, capture_output=True, text=True)
+    if process.returncode != 0:
+        raise ImageError(f"`coarse-loftr match` failed during the memory probe: {process.stderr.strip().splitlines()[-1]}")
+    line = next(line for line in process.stderr.splitlines() if line.startswith("PEAK_KB"))
+    return int(line.split()[1]) / 1024.0
+
+
+def _timed(function: Callable, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = function(*args)
+    return (time.perf_counter() - start) * 1e3, value
+
+
+def run_benchmark(
+    frames: list[np.ndarray],
+    model: Path | None = None,
+    reference_model: Path | None = None,
+    classical: bool = True,
+    warmup: int = 3,
+    progress: bool = True,
+) -> dict:
+    """Time every method on consecutive pairs of ``frames``; return a JSON-ready report."""
+    from tqdm import tqdm
+
+    matcher = Matcher(model)
+    sequence = Matcher(model)
+    backend = matcher.backend
+    methods: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {}
+    timings = {name: MethodTiming(name) for name in ("coarse-loftr pair", "coarse-loftr sequence")}
+    if reference_model is not None:
+        methods["reference (released ONNX + numpy)"] = ReferencePipeline(reference_model).match
+    if classical:
+        methods["ORB-2000 + BF cross-check"] = orb_matcher()
+        methods["SIFT-2000 + ratio test"] = sift_matcher()
+    timings.update({name: MethodTiming(name) for name in methods})
+
+    pairs = list(zip(frames[:-1], frames[1:]))
+    for image0, image1 in pairs[:warmup]:  # warm up sessions, caches and the allocator
+        matcher.match(image0, image1)
+        for method in methods.values():
+            method(image0, image1)
+    sequence.match_next(frames[0])
+    for image0, image1 in tqdm(pairs, desc="bench", unit="pair", disable=not progress):
+        result = matcher.match(image0, image1)
+        timings["coarse-loftr pair"].add(result.timing_ms["total"], len(result), **_pair_stages(matcher, backend, image0, image1))
+        result = sequence.match_next(image1)
+        timings["coarse-loftr sequence"].add(result.timing_ms["total"], len(result))
+        for name, method in methods.items():
+            elapsed, count = _timed(method, image0, image1)
+            timings[name].add(elapsed, int(count))
+
+    reference_ms = None
+    if reference_model is not None:
+        reference_ms = float(np.median(timings["reference (released ONNX + numpy)"].total_ms))
+    return {
+        "frames": len(frames),
+        "pairs": len(pairs),
+        "image_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "model": matcher.model_name,
+        "backend": backend.name,
+        "threads": int(getattr(getattr(backend, "session", None), "get_session_options", lambda: None)().intra_op_num_threads)
+        if hasattr(backend, "session")
+        else None,
+        "cpu_count": os.cpu_count(),
+        "methods": {name: timing.summary(reference_ms) for name, timing in timings.items()},
+        "reference_note": None if reference_model else "reference model not found: pass --reference (../shared/weights/coarse_loftr_trt_student.onnx)",
+    }
+
+
+def _pair_stages(matcher: Matcher, backend, image0: np.ndarray, image1: np.ndarray) -> dict[str, float]:
+    """Stage times of one pair through the two sequence graphs (when the model has them)."""
+    if not getattr(backend, "supports_features", False):
+        return {}
+    t_pre, (input0, input1) = _timed(lambda: (matcher.prepare(image0), matcher.prepare(image1)))
+    t_cnn, (f0, f1) = _timed(lambda: (backend.features(input0[0]), backend.features(input1[0])))
+    t_match, raw = _timed(backend.match_features, f0, f1)
+    t_map, _ = _timed(matcher._to_result, raw, input0[1], input1[1])
+    return {"preprocess": t_pre, "cnn_both_images": t_cnn, "transformer_matching_extraction": t_match, "map_back": t_map}
+
+
+def format_table(report: dict) -> str:
+    """A plain-text table of a ``run_benchmark`` report."""
+    lines = [
+        f"{report['pairs']} pairs of {report['image_size'][0]}x{report['image_size'][1]} frames | "
+        f"model {report['model']} on {report['backend']} | {report['cpu_count']} CPUs",
+        f"{'method':38s} {'ms/pair':>9s} {'pairs/s':>8s} {'matches':>8s} {'x ref':>7s}",
+    ]
+    for name, row in report["methods"].items():
+        ratio = f"{row['vs_reference']:.2f}" if row["vs_reference"] is not None else "-"
+        lines.append(f"{name:38s} {row['median_ms']:9.1f} {row['pairs_per_s']:8.1f} {row['median_matches']:8d} {ratio:>7s}")
+    stages = report["methods"]["coarse-loftr pair"]["stages_median_ms"]
+    if stages:
+        lines.append("pair-mode stages (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    if report.get("peak_rss_mb"):
+        lines.append(f"peak RSS of `coarse-loftr match`: {report['peak_rss_mb']:.0f} MB")
+    if report.get("reference_note"):
+        lines.append("note: " + report["reference_note"])
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Image messages in, matches out: conversion + sequence policy + ``Matcher``, ROS-free.
+
+Public API:
+
+- ``MessageMatcher(matcher, keyframe_every=1, keyframe_min_matches=0)``:
+  ``match_stereo(msg0, msg1) -> MatchedPair`` for a synchronised stereo pair, and
+  ``match_sequence(msg) -> MatchedPair | None`` for the next frame of one camera
+  (``None`` for a first frame). ``reset()`` restarts the sequence.
+- ``MatchedPair``: the ``MatchResult``, the two source headers (``header0`` is image 0:
+  camera 0, or the previous frame / keyframe) and the two numpy images (for the overlay).
+
+The messages are ``sensor_msgs/Image`` or ``CompressedImage`` from rclpy or rosbags
+(anything with ``header.stamp`` and the image fields). A message that cannot be
+converted raises ``ImageError`` and leaves the sequence state unchanged; any other
+error while matching restarts the sequence and is re-raised, so the caller logs it
+and goes on with the next message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .image_conversion import message_to_numpy
+from .pairing import Frame, SequencePairer, stamp_to_ns
+from .result import MatchResult
+
+
+@dataclass(frozen=True)
+class MatchedPair:
+    """A ``MatchResult`` with the headers and images it came from."""
+
+    result: MatchResult
+    header0: Any
+    header1: Any
+    image0: np.ndarray
+    image1: np.ndarray
+
+
+@dataclass(frozen=True)
+class _SequenceImage:
+    header: Any
+    image: np.ndarray
+
+
+class MessageMatcher:
+    """Runs a ``Matcher`` (``coarse_loftr_ros.Matcher`` or anything with its ``match``,
+    ``match_next`` and ``reset``) on image messages.
+
+    Sequence mode follows ``SequencePairer``'s keyframe policy. With the default policy
+    (``keyframe_every=1``, no match threshold: always the previous frame) it uses
+    ``Matcher.match_next``, which computes each frame's CNN features once; with a
+    keyframe policy it matches the keyframe image and the current image with ``match``.
+    """
+
+    def __init__(self, matcher: Any, keyframe_every: int = 1, keyframe_min_matches: int = 0) -> None:
+        self.matcher = matcher
+        self.pairer = SequencePairer(keyframe_every=keyframe_every, min_matches=keyframe_min_matches)
+        self.uses_match_next = keyframe_every == 1 and keyframe_min_matches == 0
+
+    def match_stereo(self, msg0: Any, msg1: Any) -> MatchedPair:
+        """Match camera 0's image with camera 1's."""
+        image0 = message_to_numpy(msg0)
+        image1 = message_to_numpy(msg1)
+        result = self.matcher.match(image0, image1)
+        return MatchedPair(result, msg0.header, msg1.header, image0, image1)
+
+    def match_sequence(self, msg: Any) -> MatchedPair | None:
+        """Match the reference frame with this one; ``None`` when it starts a sequence."""
+        image = message_to_numpy(msg)  # an ImageError here changes nothing
+        frame = Frame(stamp_to_ns(msg.header.stamp), _SequenceImage(msg.header, image))
+        try:
+            pair = self.pairer.push(frame)
+            if pair is None:
+                # First frame, or time went backwards: start the matcher's sequence here too.
+                self.matcher.reset()
+                if self.uses_match_next:
+                    self.matcher.match_next(image)
+                return None
+            reference: _SequenceImage = pair.reference.data
+            if self.uses_match_next:
+                result = self.matcher.match_next(image)
+                if result is None:  # the matcher had no previous frame: start over here
+                    self.pairer.reset()
+                    self.pairer.push(frame)
+                    return None
+            else:
+                result = self.matcher.match(reference.image, image)
+                self.pairer.report_matches(len(result))
+        except Exception:
+            self.reset()
+            raise
+        return MatchedPair(result, reference.header, msg.header, reference.image, image)
+
+    def reset(self) -> None:
+        """Forget the sequence: the next frame starts a new one."""
+        self.pairer.reset()
+        self.matcher.reset()

@@ -1,0 +1,127 @@
+"""What the matcher node reports in /diagnostics, computed without ROS.
+
+Public API:
+
+- ``MatcherStatistics(window_s=10.0, start_time=None)``: thread-safe counters and timings. The node calls
+  ``record_input()`` when a pair (stereo) or frame (sequence) arrives, ``record_dropped()``
+  when a newer one replaces it before processing, ``record_processed(latency_ms, matches)``
+  after publishing, ``record_bad_message()`` for an image that could not be converted or
+  matched, and ``record_failure()`` for an unexpected error.
+- ``MatcherStatistics.summary(now, input_timeout_s) -> DiagnosticSummary``: the level
+  (``"ok"``, ``"warn"`` or ``"error"``), a one-line message and the key/value pairs that
+  ``node.py`` copies into a ``diagnostic_msgs/DiagnosticStatus``.
+
+Rates and means are over the last ``window_s`` seconds of a monotonic clock (seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DiagnosticSummary:
+    level: str  # "ok" | "warn" | "error"
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+class MatcherStatistics:
+    """Counters (totals) and a sliding window of recent events for the diagnostics."""
+
+    def __init__(self, window_s: float = 10.0, start_time: float | None = None) -> None:
+        """``start_time``: when the node started, on the monotonic clock (default: now)."""
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._inputs: deque[float] = deque()
+        self._processed: deque[tuple[float, float, int]] = deque()  # (time, latency_ms, matches)
+        self._bad: deque[float] = deque()
+        self._failures: deque[float] = deque()
+        self._started = time.monotonic() if start_time is None else start_time
+        self._last_input: float | None = None
+        self.inputs = 0
+        self.processed = 0
+        self.dropped = 0
+        self.bad_messages = 0
+        self.failures = 0
+
+    def record_input(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.inputs += 1
+            self._inputs.append(now)
+            self._last_input = now
+
+    def record_dropped(self, count: int = 1) -> None:
+        with self._lock:
+            self.dropped += count
+
+    def record_processed(self, latency_ms: float, matches: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.processed += 1
+            self._processed.append((now, float(latency_ms), int(matches)))
+
+    def record_bad_message(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.bad_messages += 1
+            self._bad.append(now)
+
+    def record_failure(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.failures += 1
+            self._failures.append(now)
+
+    def _trim(self, now: float) -> None:
+        start = now - self.window_s
+        for events in (self._inputs, self._bad, self._failures):
+            while events and events[0] < start:
+                events.popleft()
+        while self._processed and self._processed[0][0] < start:
+            self._processed.popleft()
+
+    def summary(self, now: float | None = None, input_timeout_s: float = 5.0) -> DiagnosticSummary:
+        """Level, message and values for the last ``window_s`` seconds ending at ``now``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            span = min(self.window_s, max(now - self._started, 1e-9))
+            input_hz = len(self._inputs) / span
+            output_hz = len(self._processed) / span
+            latencies = [p[1] for p in self._processed]
+            matches = [p[2] for p in self._processed]
+            values = {
+                "input rate (Hz)": f"{input_hz:.2f}",
+                "output rate (Hz)": f"{output_hz:.2f}",
+                "latency mean (ms)": f"{sum(latencies) / len(latencies):.1f}" if latencies else "-",
+                "latency max (ms)": f"{max(latencies):.1f}" if latencies else "-",
+                "matches last": str(matches[-1]) if matches else "-",
+                "matches mean": f"{sum(matches) / len(matches):.1f}" if matches else "-",
+                "inputs total": str(self.inputs),
+                "processed total": str(self.processed),
+                "dropped stale total": str(self.dropped),
+                "bad messages total": str(self.bad_messages),
+                "failures total": str(self.failures),
+            }
+            idle = now - (self._last_input if self._last_input is not None else self._started)
+            recent_failures, recent_bad = len(self._failures), len(self._bad)
+            recent_inputs = len(self._inputs)
+
+        if recent_failures:
+            return DiagnosticSummary("error", f"{recent_failures} matching failure(s) in the last {self.window_s:g} s; see the node log", values)
+        if idle > input_timeout_s:
+            return DiagnosticSummary("warn", f"no images for {idle:.1f} s; check the image topics and their QoS", values)
+        if recent_bad:
+            return DiagnosticSummary("warn", f"{recent_bad} bad image message(s) skipped in the last {self.window_s:g} s", values)
+        if recent_inputs >= 4 and output_hz < 0.5 * input_hz:
+            return DiagnosticSummary(
+                "warn", f"matching {output_hz:.1f} Hz of {input_hz:.1f} Hz input: stale pairs are dropped", values
+            )
+        return DiagnosticSummary("ok", f"matching at {output_hz:.1f} Hz", values)

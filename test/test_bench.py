@@ -1,0 +1,46 @@
+"""`coarse-loftr bench` runs end to end and reports every method (no timing assertions)."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+
+
+def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, released_onnx, freiburg_frames):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(freiburg_frames[:5]):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "coarse_loftr_ros.cli", "bench", "--frames", str(frames), "--model", str(exported_model),
+               "--reference", str(released_onnx), "--json", str(out)]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 4 and report["image_size"] == [640, 480]
+    methods = report["methods"]
+    assert set(methods) == {
+        "coarse-loftr pair", "coarse-loftr sequence", "reference (released ONNX + numpy)",
+        "ORB-2000 + BF cross-check", "SIFT-2000 + ratio test",
+    }
+    assert methods["reference (released ONNX + numpy)"]["vs_reference"] == 1.0
+    for row in methods.values():
+        assert row["pairs"] == 4 and row["median_ms"] > 0 and row["median_matches"] > 10
+    assert methods["coarse-loftr pair"]["median_matches"] == methods["coarse-loftr sequence"]["median_matches"]
+    assert set(methods["coarse-loftr pair"]["stages_median_ms"]) == {"preprocess", "cnn_both_images", "transformer_matching_extraction", "map_back"}
+    assert 20 < report["peak_rss_mb"] < 1000
+    assert "coarse-loftr pair" in process.stdout and "x ref" in process.stdout
+
+
+def test_bench_without_reference_says_so(tmp_path, exported_model, freiburg_frames):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(freiburg_frames[:3]):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
+    from coarse_loftr_ros.bench import load_frames, run_benchmark
+
+    report = run_benchmark(load_frames(frames, 10), exported_model, None, classical=False, warmup=1, progress=False)
+    assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence"}
+    assert report["methods"]["coarse-loftr pair"]["vs_reference"] is None
+    assert "reference model not found" in report["reference_note"]

@@ -1,0 +1,133 @@
+"""Image messages through conversion, the sequence policy and the real Matcher (what the node runs)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from coarse_loftr_ros.errors import ImageError
+from coarse_loftr_ros.matcher import Matcher
+from coarse_loftr_ros.message_matching import MessageMatcher
+
+typesys = pytest.importorskip("rosbags.typesys")
+STORE = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
+Image = STORE.types["sensor_msgs/msg/Image"]
+CompressedImage = STORE.types["sensor_msgs/msg/CompressedImage"]
+Header = STORE.types["std_msgs/msg/Header"]
+Time = STORE.types["builtin_interfaces/msg/Time"]
+
+PERIOD_NS = 33_333_333
+
+
+def header(index: int, frame_id: str = "camera") -> object:
+    sec, nanosec = divmod(1_700_000_000_000_000_000 + index * PERIOD_NS, 1_000_000_000)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def image_message(bgr: np.ndarray, index: int, encoding: str = "bgr8") -> object:
+    """A real sensor_msgs/Image, through a CDR round trip as a subscriber would get it."""
+    pixels = {"bgr8": bgr, "rgb8": bgr[:, :, ::-1], "mono8": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)}[encoding]
+    pixels = np.ascontiguousarray(pixels)
+    row = pixels.shape[1] * (1 if pixels.ndim == 2 else 3)
+    msg = Image(
+        header=header(index),
+        height=pixels.shape[0],
+        width=pixels.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=row,
+        data=pixels.reshape(-1).view(np.uint8),
+    )
+    return STORE.deserialize_cdr(STORE.serialize_cdr(msg, Image.__msgtype__), Image.__msgtype__)
+
+
+@pytest.fixture(scope="module")
+def matcher(exported_model) -> Matcher:
+    return Matcher(exported_model)
+
+
+@pytest.fixture(scope="module")
+def frames(freiburg_frames) -> list[np.ndarray]:
+    return freiburg_frames[:8]
+
+
+def assert_same_matches(a, b):
+    np.testing.assert_array_equal(a.cells0, b.cells0)
+    np.testing.assert_array_equal(a.cells1, b.cells1)
+    np.testing.assert_allclose(a.keypoints0, b.keypoints0, atol=1e-3)
+    np.testing.assert_allclose(a.keypoints1, b.keypoints1, atol=1e-3)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8"])
+def test_stereo_messages_give_the_matcher_result(matcher, motorcycle, encoding):
+    left, right = cv2.resize(motorcycle[0], (640, 480)), cv2.resize(motorcycle[1], (640, 480))
+    streams = MessageMatcher(matcher)
+    matched = streams.match_stereo(image_message(left, 0, encoding), image_message(right, 0, encoding))
+    assert_same_matches(matched.result, matcher.match(left, right))
+    assert len(matched.result) > 100
+    assert matched.header0.stamp == matched.header1.stamp
+    np.testing.assert_array_equal(matched.image0, left)
+
+
+def test_compressed_stereo_pair(matcher, motorcycle):
+    left, right = cv2.resize(motorcycle[0], (640, 480)), cv2.resize(motorcycle[1], (640, 480))
+    messages = [
+        CompressedImage(header=header(0), format="bgr8; png compressed bgr8", data=cv2.imencode(".png", image)[1].reshape(-1))
+        for image in (left, right)
+    ]
+    matched = MessageMatcher(matcher).match_stereo(*messages)
+    assert_same_matches(matched.result, matcher.match(left, right))
+
+
+def test_sequence_against_the_previous_frame(matcher, frames):
+    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    assert streams.uses_match_next
+    assert streams.match_sequence(image_message(frames[0], 0)) is None
+    for i in range(1, 5):
+        matched = streams.match_sequence(image_message(frames[i], i, "mono8" if i % 2 else "bgr8"))
+        assert matched.header0.stamp == header(i - 1).stamp and matched.header1.stamp == header(i).stamp
+        assert_same_matches(matched.result, matcher.match(frames[i - 1], frames[i]))
+
+
+def test_sequence_with_keyframes_every_three_frames(matcher, frames):
+    streams = MessageMatcher(matcher, keyframe_every=3)
+    references = []
+    for i in range(8):
+        matched = streams.match_sequence(image_message(frames[i], i))
+        if matched is not None:
+            references.append(next(j for j in range(8) if header(j).stamp == matched.header0.stamp))
+            if i == 5:
+                assert_same_matches(matched.result, matcher.match(frames[3], frames[5]))
+    assert references == [0, 0, 0, 3, 3, 3, 6]
+
+
+def test_bad_message_is_skipped_without_breaking_the_sequence(matcher, frames):
+    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams.match_sequence(image_message(frames[0], 0))
+    broken = image_message(frames[1], 1)
+    broken.data = broken.data[: len(broken.data) // 2]  # truncated
+    with pytest.raises(ImageError, match="truncated"):
+        streams.match_sequence(broken)
+    matched = streams.match_sequence(image_message(frames[2], 2))
+    assert matched.header0.stamp == header(0).stamp  # still paired with the last good frame
+    assert_same_matches(matched.result, matcher.match(frames[0], frames[2]))
+
+
+def test_a_frame_the_matcher_rejects_restarts_the_sequence(matcher, frames):
+    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams.match_sequence(image_message(frames[0], 0))
+    tiny = image_message(np.zeros((4, 4, 3), np.uint8), 1)  # too small for the model's stride
+    with pytest.raises(ImageError):
+        streams.match_sequence(tiny)
+    assert streams.match_sequence(image_message(frames[2], 2)) is None  # a new sequence starts
+    assert streams.match_sequence(image_message(frames[3], 3)).header0.stamp == header(2).stamp
+
+
+def test_time_going_backwards_restarts_the_sequence(matcher, frames):
+    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    for i in (5, 6):
+        streams.match_sequence(image_message(frames[i], i))
+    assert streams.match_sequence(image_message(frames[0], 0)) is None  # bag looped
+    matched = streams.match_sequence(image_message(frames[1], 1))
+    assert_same_matches(matched.result, matcher.match(frames[0], frames[1]))

@@ -1,0 +1,83 @@
+"""The node's diagnostics: rates, latency, drops and the level they lead to."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from coarse_loftr_ros.node_diagnostics import MatcherStatistics
+
+
+def steady(stats: MatcherStatistics, start: float, seconds: float, input_hz: float, every_nth: int, latency: float, matches: int) -> float:
+    """Feed ``input_hz`` inputs per second, processing every ``every_nth`` one."""
+    count = int(seconds * input_hz)
+    t = start
+    for i in range(count):
+        t = start + i / input_hz
+        stats.record_input(now=t)
+        if i % every_nth == 0:
+            stats.record_processed(latency, matches, now=t + latency / 1000)
+        else:
+            stats.record_dropped()
+    return t
+
+
+def test_healthy_stream_is_ok_with_rates_and_latency():
+    stats = MatcherStatistics(window_s=10.0, start_time=0.0)
+    end = steady(stats, 0.0, 20.0, input_hz=30.0, every_nth=1, latency=25.0, matches=300)
+    summary = stats.summary(now=end + 0.03)
+    assert summary.level == "ok"
+    assert float(summary.values["input rate (Hz)"]) == pytest.approx(30.0, abs=0.2)
+    assert float(summary.values["output rate (Hz)"]) == pytest.approx(30.0, abs=0.2)
+    assert summary.values["latency mean (ms)"] == "25.0" and summary.values["matches last"] == "300"
+    assert summary.values["dropped stale total"] == "0"
+
+
+def test_slow_matching_warns_about_dropped_pairs():
+    stats = MatcherStatistics(window_s=5.0, start_time=0.0)
+    end = steady(stats, 0.0, 10.0, input_hz=30.0, every_nth=3, latency=90.0, matches=150)
+    summary = stats.summary(now=end)
+    assert summary.level == "warn" and "stale pairs are dropped" in summary.message
+    assert int(summary.values["dropped stale total"]) == 200
+    assert float(summary.values["output rate (Hz)"]) == pytest.approx(10.0, abs=0.3)
+
+
+def test_silence_warns_after_the_timeout():
+    stats = MatcherStatistics(window_s=5.0, start_time=0.0)
+    end = steady(stats, 0.0, 2.0, input_hz=10.0, every_nth=1, latency=10.0, matches=50)
+    assert stats.summary(now=end + 1.0, input_timeout_s=3.0).level == "ok"
+    summary = stats.summary(now=end + 4.0, input_timeout_s=3.0)
+    assert summary.level == "warn" and summary.message.startswith("no images for 4.0 s")
+    # Nothing at all since start also warns.
+    fresh = MatcherStatistics(start_time=100.0)
+    assert fresh.summary(now=110.0, input_timeout_s=5.0).level == "warn"
+
+
+def test_bad_messages_warn_and_failures_are_errors_until_they_leave_the_window():
+    stats = MatcherStatistics(window_s=5.0, start_time=0.0)
+    steady(stats, 0.0, 3.0, input_hz=10.0, every_nth=1, latency=10.0, matches=50)
+    stats.record_bad_message(now=2.5)
+    assert stats.summary(now=3.0).level == "warn"
+    stats.record_failure(now=2.9)
+    summary = stats.summary(now=3.0)
+    assert summary.level == "error" and summary.values["failures total"] == "1"
+    steady(stats, 3.0, 6.0, input_hz=10.0, every_nth=1, latency=10.0, matches=50)
+    assert stats.summary(now=9.0).level == "ok"  # both events are older than the window
+    assert stats.summary(now=9.0).values["bad messages total"] == "1"
+
+
+def test_counters_are_thread_safe():
+    stats = MatcherStatistics()
+
+    def work():
+        for _ in range(5_000):
+            stats.record_input()
+            stats.record_processed(1.0, 1)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stats.inputs == stats.processed == 20_000

@@ -1,0 +1,226 @@
+"""Node parameters: declarations as data, validation with one-line errors, config/ profiles."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from coarse_loftr_ros.node_params import (
+    PARAMETERS,
+    NodeConfig,
+    ParameterError,
+    load_parameters_file,
+    matcher_arguments,
+    resolve_backend,
+    validate_parameters,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = sorted((REPO / "config").glob("*.yaml"))
+
+
+def one_line_error(values: dict, match: str) -> str:
+    with pytest.raises(ParameterError, match=match) as info:
+        validate_parameters(values)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_defaults_are_valid():
+    config = validate_parameters({})
+    assert config == NodeConfig(**{spec.name: spec.default for spec in PARAMETERS})
+    assert config.qos_reliability == "best_effort" and config.qos_depth == 1  # sensor data, newest only
+
+
+def test_every_spec_is_self_consistent():
+    names = [spec.name for spec in PARAMETERS]
+    assert len(names) == len(set(names))
+    for spec in PARAMETERS:
+        assert spec.description and not spec.description.endswith(".")
+        if spec.choices:
+            assert spec.default in spec.choices and isinstance(spec.default, str)
+        if spec.minimum is not None:
+            assert type(spec.minimum) is type(spec.default), spec.name  # ROS ranges are typed
+            assert spec.minimum <= spec.default <= spec.maximum, spec.name
+
+
+def test_only_runtime_tunable_parameters_are_dynamic():
+    dynamic = {spec.name for spec in PARAMETERS if spec.dynamic}
+    assert dynamic == {"threshold", "max_matches", "publish_overlay", "overlay_max_lines"}
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"mode": "mono"}, "mode must be one of stereo, sequence; got 'mono'"),
+        ({"backend": "cuda"}, "backend must be one of auto, onnxruntime, tensorrt, torch"),
+        ({"slop_s": 2.5}, r"slop_s must be in \[0.0, 1.0\]"),
+        ({"slop_s": -0.01}, "slop_s must be in"),
+        ({"slop_s": float("nan")}, "finite"),
+        ({"slop_s": 1}, r"slop_s must be a double, got 1 \(int\) \(write 1.0\)"),
+        ({"qos_depth": 0}, "qos_depth must be in"),
+        ({"qos_depth": True}, "qos_depth must be a int"),
+        ({"threshold": "0.5"}, "threshold must be a double"),
+        ({"publish_overlay": "yes"}, "publish_overlay must be a bool"),
+        ({"input_width": 641, "input_height": 480}, "multiple of 8"),
+        ({"input_width": 640}, "set both input_width and input_height"),
+        ({"input_width": 640, "input_height": 480}, "do not apply to an ONNX model"),
+        ({"model": "net.onnx", "backend": "auto", "input_width": 320, "input_height": 240}, "do not apply"),
+        ({"model": "student.ckpt", "backend": "tensorrt"}, "tensorrt backend needs an .onnx or .engine"),
+        ({"model": "weights.bin"}, "unknown file type"),
+        ({"mode": "sequence", "keyframe_every": 0}, "never replaced"),
+        ({"slopp_s": 0.1}, "unknown parameter"),
+        ({"backend": "tensorrt", "trt_precision": "int8"}, "int8 needs a calibrated engine"),
+        ({"model": "student.onnx", "backend": "tensorrt", "trt_precision": "int8"}, "int8 needs a calibrated engine"),
+    ],
+)
+def test_bad_values_are_one_line_errors(values, match):
+    one_line_error(values, match)
+
+
+def test_int8_with_a_prebuilt_engine_is_fine():
+    assert validate_parameters({"model": "student_int8.engine", "trt_precision": "int8"}).trt_precision == "int8"
+
+
+def test_keyframe_every_zero_is_fine_with_a_match_threshold_or_in_stereo():
+    assert validate_parameters({"mode": "sequence", "keyframe_every": 0, "keyframe_min_matches": 50})
+    assert validate_parameters({"mode": "stereo", "keyframe_every": 0}).keyframe_every == 0
+
+
+def test_standard_ros_parameters_are_ignored():
+    config = validate_parameters({"use_sim_time": True, "qos_overrides./image0.subscription.depth": 3})
+    assert config == validate_parameters({})
+
+
+def test_resolve_backend():
+    assert resolve_backend("", "auto") == "onnxruntime"
+    assert resolve_backend("/models/x.ENGINE", "auto") == "tensorrt"
+    assert resolve_backend("student.ckpt", "auto") == "torch"
+    assert resolve_backend("anything.onnx", "tensorrt") == "tensorrt"
+
+
+def test_matcher_arguments_per_backend():
+    base = validate_parameters({})
+    assert matcher_arguments(base) == {"model": None, "backend": "auto", "threshold": None, "max_matches": None}
+    onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8")
+    assert matcher_arguments(onnx) == {
+        "model": "/m/a.onnx",
+        "backend": "auto",
+        "threshold": 0.3,
+        "max_matches": 400,
+        "threads": 2,
+    }
+    torch = validate_parameters({"model": "s.ckpt", "input_width": 320, "input_height": 240, "threads": 4})
+    assert matcher_arguments(torch)["input_size"] == (320, 240) and "threads" not in matcher_arguments(torch)
+    trt = validate_parameters(
+        {"backend": "tensorrt", "engine_cache_dir": "/cache", "trt_workspace_mb": 2048, "threads": 3}
+    )
+    arguments = matcher_arguments(trt)
+    assert arguments == {
+        "model": None,
+        "backend": "tensorrt",
+        "threshold": None,
+        "max_matches": None,
+        "precision": "fp16",
+        "rebuild": False,
+        "device": 0,
+        "cache_dir": "/cache",
+        "workspace_mb": 2048,
+    }
+
+
+def test_matcher_accepts_the_arguments_for_onnxruntime_and_torch():
+    """The names we pass exist in the real Matcher and backend signatures."""
+    from coarse_loftr_ros.matcher import Matcher
+
+    matcher_parameters = inspect.signature(Matcher).parameters
+    for name in ("model", "backend", "threshold", "max_matches"):
+        assert name in matcher_parameters
+    from coarse_loftr_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    assert "threads" in inspect.signature(OnnxRuntimeBackend).parameters
+    torch_backend = pytest.importorskip("coarse_loftr_ros.backends.torch_backend")
+    assert "input_size" in inspect.signature(torch_backend.TorchBackend).parameters
+
+
+def test_tensorrt_option_names_match_the_backend_when_present():
+    try:
+        from coarse_loftr_ros.backends.tensorrt_backend import TensorRTBackend
+    except ImportError:
+        pytest.skip("coarse_loftr_ros.backends.tensorrt_backend is not in this checkout")
+    accepted = inspect.signature(TensorRTBackend).parameters
+    trt = validate_parameters({"backend": "tensorrt", "engine_cache_dir": "/c", "trt_workspace_mb": 64,
+                               "input_width": 320, "input_height": 240})
+    for name in set(matcher_arguments(trt)) - {"model", "backend", "threshold", "max_matches"}:
+        assert name in accepted, name
+
+
+# ----- parameters files -----
+
+
+def test_there_are_desktop_and_jetson_profiles():
+    assert {p.stem for p in PROFILES} >= {"desktop", "jetson"}
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_profiles_validate_and_set_every_parameter_explicitly_or_by_default(path):
+    values = load_parameters_file(path, node_name="matcher")
+    config = validate_parameters(values)
+    assert set(values) <= {spec.name for spec in PARAMETERS}
+    if path.stem == "jetson":
+        assert config.backend == "tensorrt" and config.trt_precision == "fp16"
+    if path.stem == "desktop":
+        assert resolve_backend(config.model, config.backend) == "onnxruntime"
+
+
+def test_parameters_file_sections(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    mode: sequence\n    qos_depth: 2\n"
+        "/robot/matcher:\n  ros__parameters:\n    qos_depth: 3\n"
+        "other_node:\n  ros__parameters:\n    qos_depth: 9\n"
+    )
+    assert load_parameters_file(path, "matcher") == {"mode": "sequence", "qos_depth": 3}
+    assert load_parameters_file(path, "other_node") == {"mode": "sequence", "qos_depth": 9}
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("just a string", "must map node names"),
+        ("/**:\n  parameters:\n    mode: stereo\n", "no ros__parameters"),
+        ("/**: [unclosed\n", "cannot read parameters file"),
+    ],
+)
+def test_bad_parameters_files(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ParameterError, match=match) as info:
+        load_parameters_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_readme_parameter_table_matches_the_declarations():
+    texts = [p.read_text() for p in (REPO / "docs" / "README_ros.md", REPO / "README.md") if p.is_file()]
+    text = next((t for t in texts if "| `qos_reliability` |" in t), None)
+    if text is None:
+        pytest.skip("no ROS 2 parameter table in docs/README_ros.md or README.md")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[1] in ("string", "int", "double", "bool"):
+            rows[cells[0].strip("`")] = cells
+    assert list(rows) == [spec.name for spec in PARAMETERS]
+    for spec in PARAMETERS:
+        name, type_name, default, choices_or_range, dynamic, _ = rows[spec.name]
+        assert type_name == spec.type_name, spec.name
+        expected_default = {True: "true", False: "false"}.get(spec.default, spec.default) if isinstance(spec.default, bool) else spec.default
+        assert default.strip("`") == ('""' if expected_default == "" else str(expected_default)), spec.name
+        assert (dynamic == "yes") == spec.dynamic, spec.name
+        if spec.choices:
+            assert choices_or_range.split(" \\| ") == list(spec.choices), spec.name
+        elif spec.minimum is not None:
+            assert choices_or_range.startswith(f"[{spec.minimum}, {spec.maximum}]"), spec.name
