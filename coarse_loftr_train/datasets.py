@@ -26,10 +26,9 @@ homography, or from depth, intrinsics and poses) and it returns ``cells1`` and
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np

@@ -41,7 +41,7 @@ from .datasets import (
     list_images,
     split_images,
 )
-from .losses import LossWeights, coarse_loss, distillation_loss, match_metrics, refinement_loss
+from .losses import LossWeights, coarse_loss, distillation_loss, log_dual_softmax, match_metrics, refinement_loss
 from .model import CoarseLoFTR
 
 log = logging.getLogger(__name__)
@@ -161,14 +161,6 @@ def model_config(settings: dict) -> ModelConfig:
     )
 
 
-def config_from_dict(data: dict) -> ModelConfig:
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    values = {k: v for k, v in data.items() if k in fields}
-    values["block_dims"] = tuple(values["block_dims"])
-    values["layer_names"] = tuple(values["layer_names"])
-    return ModelConfig(**values)
-
-
 # --------------------------------------------------------------------------- pieces
 
 
@@ -219,9 +211,9 @@ def build_datasets(settings: dict, stride: int) -> tuple[torch.utils.data.Datase
     if d["images"]:
         train_files, holdout_files = split_images(list_images(d["images"]), d["holdout"])
     if holdout_files and settings["validation"]["pairs"] > 0:
-        validation = HomographyPairs(
-            holdout_files, size, stride, settings["validation"]["pairs"], seed=settings["validation"]["seed"], sampling=sampling, photometric=photometric
-        )
+        # Fixed warps and photometric changes, whatever the training augmentation, so that
+        # validation numbers stay comparable across runs and resumed runs.
+        validation = HomographyPairs(holdout_files, size, stride, settings["validation"]["pairs"], seed=settings["validation"]["seed"])
     if d["kind"] == "homography":
         train = HomographyPairs(train_files, size, stride, d["pairs_per_epoch"], seed=settings["seed"], sampling=sampling, photometric=photometric)
     elif d["kind"] == "blendedmvs":
@@ -462,7 +454,7 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
                 loss = sum(getattr(weights, name) * value for name, value in terms.items())
                 scaler.scale(loss / accumulate).backward()
             with torch.no_grad():
-                confidence = torch.exp(_log_conf(similarity))
+                confidence = torch.exp(log_dual_softmax(similarity))
                 metrics = match_metrics(confidence, batch["cells1"], settings["validation"]["threshold"], teacher_confidence)
             for key, value in {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}, **metrics}.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -515,12 +507,6 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
     return model
 
 
-def _log_conf(similarity: torch.Tensor) -> torch.Tensor:
-    from .losses import log_dual_softmax
-
-    return log_dual_softmax(similarity)
-
-
 def _teacher_scores(teacher: CoarseLoFTR, batch: dict, config: ModelConfig, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher similarity and confidence on the student's coarse grid."""
     factor = config.coarse_stride // teacher.config.coarse_stride
@@ -531,4 +517,4 @@ def _teacher_scores(teacher: CoarseLoFTR, batch: dict, config: ModelConfig, grid
     similarity, _ = teacher.match_features(cnn[:n], cnn[n:])
     teacher_grid = (grid[0] * factor, grid[1] * factor)
     similarity = pool_similarity(similarity.float(), teacher_grid, teacher_grid, factor)
-    return similarity, torch.exp(_log_conf(similarity))
+    return similarity, torch.exp(log_dual_softmax(similarity))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 
@@ -100,6 +99,11 @@ def test_a_tiny_cpu_run_reduces_the_loss_and_writes_checkpoints(image_folder, tm
     first = next(r for r in records if r["kind"] == "train")
     assert {"loss", "coarse", "refinement", "precision", "confidence_gt_mae", "lr"} <= set(first)
     assert "auc@5px" in next(r for r in records if r["kind"] == "validation")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return  # without tensorboard the run logs to log.jsonl only
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_the_lead_checkpoint_loader_reads_our_checkpoints(image_folder, tmp_path):
