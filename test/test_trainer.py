@@ -194,3 +194,20 @@ def test_ddp_on_two_cpu_processes_keeps_the_weights_in_sync(image_folder, tmp_pa
     assert changed > 10
     checkpoint = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=False)
     assert checkpoint["step"] == 4  # 32 pairs / 2 processes / (4 x 2) per step = 2 steps per epoch
+
+
+def test_train_command_runs_and_reports_bad_settings_in_one_line(image_folder, tmp_path, capsys):
+    from coarse_loftr_ros.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"output: {tmp_path / 'cli'}\ndata:\n  images: {image_folder}\n  holdout: 1\n  pairs_per_epoch: 8\n")
+    args = ["train", "--config", str(config), "model.input_width=128", "model.input_height=96", "optim.batch_size=4",
+            "optim.accumulate=1", "train.epochs=1", "train.threads=1", "train.progress=false", "validation.pairs=2"]
+    assert main(args) == 0
+    assert (tmp_path / "cli" / "checkpoints" / "last.pt").is_file()
+    assert main(args + ["--resume"]) == 0  # already at the last epoch: nothing left to do
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["train", "optim.lr_typo=1"]) == 2
+    assert main(["train", "--resume", str(tmp_path / "none.pt"), f"output={tmp_path / 'x'}", f"data.images={image_folder}", "data.holdout=1"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("coarse-loftr train: error:")]
+    assert len(errors) == 3 and "unknown setting 'optim.lr_typo'" in errors[1] and "none.pt" in errors[2]
