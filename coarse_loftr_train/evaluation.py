@@ -88,6 +88,7 @@ def estimate_homography(keypoints0: np.ndarray, keypoints1: np.ndarray, ransac_t
     """RANSAC homography (image 0 -> image 1) or None with fewer than 4 matches or on failure."""
     if len(keypoints0) < 4:
         return None
+    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global generator: same input, same estimate
     homography, _ = cv2.findHomography(
         np.asarray(keypoints0, np.float64), np.asarray(keypoints1, np.float64), cv2.RANSAC, ransac_threshold, maxIters=10000, confidence=0.9999
     )
@@ -135,6 +136,7 @@ def relative_pose_error(
     norm0 = (np.asarray(keypoints0, np.float64) - K0[[0, 1], [2, 2]]) / K0[[0, 1], [0, 1]]
     norm1 = (np.asarray(keypoints1, np.float64) - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
     threshold = pixel_threshold / np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
+    cv2.setRNGSeed(0)
     essential, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), method=cv2.RANSAC, prob=0.99999, threshold=threshold)
     if essential is None:
         return float("inf")
