@@ -4,7 +4,7 @@ Public API:
 
 - ``PARAMETERS``: a tuple of ``ParameterSpec`` (name, default, description, choices or
   range, whether it may change while the node runs). ``node.py`` declares each one with a
-  ``ParameterDescriptor`` built from it; the table in docs/README_ros.md lists the same data
+  ``ParameterDescriptor`` built from it; the table in the README's ROS 2 section lists the same data
   (a test checks that they agree).
 - ``validate_parameters(values) -> NodeConfig``: check a name -> value mapping (missing
   names take their defaults) and return the typed configuration; raises

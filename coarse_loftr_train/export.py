@@ -43,7 +43,7 @@ class ExtractionConfig:
 
     top_k: int = 1024
     threshold: float = 0.0
-    border: int = 1
+    border: int = 0
 
 
 def cell_coordinates(columns: int, rows: int, stride: int) -> torch.Tensor:

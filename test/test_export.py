@@ -55,11 +55,11 @@ def test_onnx_runtime_equals_torch(exported_model, released_checkpoint, freiburg
 
 
 def test_in_graph_extraction_equals_numpy_on_released_matrix(exported_model, released_onnx, freiburg_frames):
-    """Our graph (mutual NN, border 1) and numpy extraction of the released model's matrix agree."""
+    """Our graph (mutual NN, default border 0) and numpy extraction of the released model's matrix agree."""
     x0, x1 = _inputs(freiburg_frames, 3, 5)
     released = ort.InferenceSession(str(released_onnx), providers=["CPUExecutionProvider"])
     (matrix, _) = released.run(None, {"img0": x0, "img1": x1})
-    reference = extract_matches(matrix, (40, 30), (40, 30), 16, threshold=0.0, border=1)
+    reference = extract_matches(matrix, (40, 30), (40, 30), 16, threshold=0.0, border=0)
     session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
     ours = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, session.run(None, {"image0": x0, "image1": x1}))))
     assert _as_set(ours) == _as_set(reference)

@@ -14,7 +14,7 @@ CUDA memory comes from pycuda, or from cuda-python (``cuda.bindings.runtime`` /
 ``cuda.cudart``) when pycuda is absent. Both work on the device's primary context, the one
 TensorRT uses, and make it current around each call, so any thread may call ``run``.
 
-Not executed in our CI (no TensorRT or GPU there): see docs/README_tensorrt.md and
+Not executed in our CI (no TensorRT or GPU there): see the README's TensorRT section and
 ``scripts/jetson_check.sh``.
 """
 
