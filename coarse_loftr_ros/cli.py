@@ -17,7 +17,7 @@ from .errors import CoarseLoftrError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import bench, build_engine, export, match, replay
+    from .commands import bench, build_engine, eval as eval_command, export, match, replay, train
 
     parser = argparse.ArgumentParser(
         prog="coarse-loftr",
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (match, export, bench, build_engine, replay):
+    for command in (match, export, bench, build_engine, replay, train, eval_command):
         command.add_parser(subparsers)
     return parser
 

@@ -32,6 +32,9 @@ class ModelConfig:
         temp_bug_fix: position-encoding variant (see ``PositionEncodingSine``); False for
             the released LoFTR outdoor and reduced-student weights.
         input_width, input_height: default model input size in pixels.
+        refine_window: side, in fine-level cells, of the window of image 1 searched by the
+            learned sub-pixel refinement (odd, e.g. 5); 0 (the default, and the released
+            models) means no refinement: a match sits at its coarse cell's pixel.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ModelConfig:
     temp_bug_fix: bool = False
     input_width: int = 640
     input_height: int = 480
+    refine_window: int = 0
 
     def __post_init__(self) -> None:
         expected_stages = {8: 3, 16: 4}.get(self.coarse_stride)
@@ -63,6 +67,8 @@ class ModelConfig:
             raise ValueError("d_model must be divisible by nhead")
         if any(n not in ("self", "cross") for n in self.layer_names):
             raise ValueError("layer_names may only contain 'self' and 'cross'")
+        if self.refine_window < 0 or (self.refine_window and self.refine_window % 2 == 0):
+            raise ValueError(f"refine_window must be 0 or odd, got {self.refine_window}")
         for size in (self.input_width, self.input_height):
             if size % self.coarse_stride:
                 raise ValueError(

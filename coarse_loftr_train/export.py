@@ -160,7 +160,35 @@ class ExpectationRefinement(CellCentres):
         return keypoints0[None], keypoints1[None]
 
 
-REFINEMENTS = {"expectation": ExpectationRefinement, "none": CellCentres}
+class LearnedRefinement(CellCentres):
+    """The model's own learned sub-pixel refinement (``config.refine_window > 0``).
+
+    Reads the fine features packed into each image's feature map
+    (``CoarseLoFTR.extract_features``); keypoints0 stay on the cell points, keypoints1 move
+    by the predicted offsets (at most ``refine_window // 2`` fine cells).
+    """
+
+    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int, model: CoarseLoFTR) -> None:
+        super().__init__(grid0, grid1, stride)
+        self.model = model
+
+    def forward(self, features0, features1, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets = self.model.refine_matches(features0, features1, cells0, cells1)
+        return self.coordinates0[cells0], self.coordinates1[cells1] + offsets
+
+
+REFINEMENTS = {"expectation": ExpectationRefinement, "none": CellCentres, "learned": LearnedRefinement}
+
+
+def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
+    """``auto``: the model's learned refinement when it has one, else ``expectation``."""
+    if refinement == "auto":
+        return "learned" if model.refinement is not None else "expectation"
+    if refinement == "learned" and model.refinement is None:
+        raise ValueError(f"model {model.config.name!r} has no learned refinement (refine_window is 0)")
+    if refinement not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refinement!r}; choose auto, {', '.join(REFINEMENTS)}")
+    return refinement
 
 
 def _grid(config: ModelConfig) -> tuple[int, int]:
@@ -170,17 +198,24 @@ def _grid(config: ModelConfig) -> tuple[int, int]:
 class FeatureMatcher(nn.Module):
     """Coarse CNN features of two images -> the tensors named in ``OUTPUT_NAMES``."""
 
-    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "expectation") -> None:
+    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
         super().__init__()
         grid = _grid(model.config)
         self.model = model
         self.extraction = MatchExtraction(grid, extraction)
-        self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
+        refinement = resolve_refinement(model, refinement)
+        if refinement == "learned":
+            self.refinement = LearnedRefinement(grid, grid, model.config.coarse_stride, model)
+        else:
+            self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         similarity = self.model.similarity(features0, features1)
         scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity)
-        keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)
+        if isinstance(self.refinement, LearnedRefinement):
+            keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
+        else:
+            keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)
         return keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32)
 
 
@@ -201,7 +236,7 @@ class ExportableMatcher(nn.Module):
     Both images go through the CNN as one batch of two.
     """
 
-    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "expectation") -> None:
+    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
         super().__init__()
         self.model = model
         self.matcher = FeatureMatcher(model, extraction, refinement)
@@ -251,7 +286,7 @@ def export_onnx(
     model: CoarseLoFTR,
     output: str | Path,
     extraction: ExtractionConfig = ExtractionConfig(),
-    refinement: str = "expectation",
+    refinement: str = "auto",
     model_name: str | None = None,
     sequence_graphs: bool = True,
 ) -> Path:
@@ -267,6 +302,7 @@ def export_onnx(
     output.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     top_k = MatchExtraction(_grid(config), extraction).top_k
+    refinement = resolve_refinement(model, refinement)
     metadata = {
         "config": json.dumps(config.to_dict()),
         "name": model_name or output.stem,

@@ -96,6 +96,16 @@ class ResNetFPN(nn.Module):
         top = self.num_stages
         return getattr(self, f"layer{top}_outconv")(self._stages(image)[-1])
 
+    def forward_with_stage(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse map and the raw backbone stage at the fine stride (``coarse_stride / 4``).
+
+        The stage output is computed on the way to the coarse map anyway, so the learned
+        refinement gets its features at no extra backbone cost.
+        """
+        top = self.num_stages
+        stages = self._stages(image)
+        return getattr(self, f"layer{top}_outconv")(stages[-1]), stages[-3]
+
     def forward_fine(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coarse and fine feature maps (the full FPN), for refinement and training."""
         top = self.num_stages
@@ -200,6 +210,64 @@ class LocalFeatureTransformer(nn.Module):
         return feat0, feat1
 
 
+class SubPixelRefinement(nn.Module):
+    """Learned sub-pixel refinement of coarse matches (optional, ``config.refine_window``).
+
+    The fine features are a 1x1 projection of the backbone stage at the fine stride
+    (``coarse_stride / 4`` pixels). For a match of coarse cells (i, j), the fine feature
+    of image 0 at cell i's pixel is correlated with a ``window x window`` patch of image
+    1's fine features centred on cell j's pixel; a softmax over the patch and its
+    expectation (soft-argmax) give the offset, in model-input pixels, of the match from
+    cell j's pixel. Only gathers, multiplies, sums and a softmax: ONNX/TensorRT friendly
+    with static shapes.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        channels = config.block_dims[-3]
+        self.window = config.refine_window
+        self.cells_per_coarse = config.coarse_stride // config.fine_stride
+        self.fine_stride = config.fine_stride
+        self.proj = nn.Conv2d(channels, channels, kernel_size=1, bias=True)
+        half = self.window // 2
+        dy, dx = torch.meshgrid(torch.arange(-half, half + 1), torch.arange(-half, half + 1), indexing="ij")
+        self.register_buffer("window_dx", dx.reshape(-1), persistent=False)
+        self.register_buffer("window_dy", dy.reshape(-1), persistent=False)
+
+    def features(self, stage: torch.Tensor) -> torch.Tensor:
+        """Backbone stage ``[B, C, H/f, W/f]`` -> fine features of the same shape."""
+        return self.proj(stage)
+
+    def forward(self, fine0: torch.Tensor, fine1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
+        """Offsets ``[B, K, 2]`` (x, y pixels) of the matches ``cells0 -> cells1`` (int ``[B, K]``).
+
+        The refined match position in image 1 is ``cell_pixel(cells1) + offset``, in
+        model-input pixels; the position in image 0 stays ``cell_pixel(cells0)``.
+        """
+        batch, channels, height, width = fine0.shape
+        r = self.cells_per_coarse
+        columns = width // r
+        half = self.window // 2
+        cells0 = cells0.long()
+        cells1 = cells1.long()
+        # Image 0: the fine feature at each matched cell's pixel.
+        index0 = (cells0 // columns) * r * width + (cells0 % columns) * r  # [B, K]
+        f0 = torch.gather(fine0.reshape(batch, channels, -1), 2, index0[:, None, :].expand(-1, channels, -1))
+        # Image 1: a window around each matched cell's pixel, from the zero-padded map.
+        padded = F.pad(fine1, (half, half, half, half))
+        padded_width = width + 2 * half
+        centre = (cells1 // columns * r + half) * padded_width + cells1 % columns * r + half  # [B, K]
+        index1 = centre[:, :, None] + (self.window_dy * padded_width + self.window_dx)[None, None, :]  # [B, K, w*w]
+        count = index1.shape[1]
+        f1 = torch.gather(padded.reshape(batch, channels, -1), 2, index1.reshape(batch, 1, -1).expand(-1, channels, -1))
+        f1 = f1.reshape(batch, channels, count, self.window * self.window)
+        scores = (f0[:, :, :, None] * f1).sum(dim=1) / channels**0.5  # [B, K, w*w]
+        weights = F.softmax(scores, dim=2)
+        dx = (weights * self.window_dx.to(weights.dtype)).sum(dim=2)
+        dy = (weights * self.window_dy.to(weights.dtype)).sum(dim=2)
+        return torch.stack([dx, dy], dim=2) * self.fine_stride
+
+
 def similarity_matrix(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
     """Scaled dot products of transformed features ``[B, L0, L1]`` (the dual-softmax logits)."""
     scale = feat0.shape[-1] ** 0.5
@@ -227,13 +295,37 @@ class CoarseLoFTR(nn.Module):
         self.backbone = ResNetFPN(config)
         self.pos_encoding = PositionEncodingSine(config.d_model, config.temp_bug_fix)
         self.loftr_coarse = LocalFeatureTransformer(config)
+        self.refinement = SubPixelRefinement(config) if config.refine_window else None
 
     def extract_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``."""
-        return self.backbone(image)
+        """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``.
+
+        With a learned refinement the map also carries the fine features, folded onto the
+        coarse grid: ``[B, d_model + Cf * r * r, H/s, W/s]`` (r = coarse / fine stride;
+        ``F.pixel_unshuffle``), so one tensor per image still holds everything matching needs.
+        """
+        if self.refinement is None:
+            return self.backbone(image)
+        coarse, stage = self.backbone.forward_with_stage(image)
+        fine = self.refinement.features(stage)
+        return torch.cat([coarse, F.pixel_unshuffle(fine, self.refinement.cells_per_coarse)], dim=1)
+
+    def coarse_part(self, cnn: torch.Tensor) -> torch.Tensor:
+        """The coarse channels of an ``extract_features`` map."""
+        return cnn if self.refinement is None else cnn[:, : self.config.d_model]
+
+    def refine_matches(self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
+        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps."""
+        if self.refinement is None:
+            raise ValueError(f"model {self.config.name!r} has no learned refinement (refine_window is 0)")
+        r = self.refinement.cells_per_coarse
+        fine0 = F.pixel_shuffle(cnn0[:, self.config.d_model :], r)
+        fine1 = F.pixel_shuffle(cnn1[:, self.config.d_model :], r)
+        return self.refinement(fine0, fine1, cells0, cells1)
 
     def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coarse CNN maps of both images -> transformed features ``[B, L, C]``."""
+        cnn0, cnn1 = self.coarse_part(cnn0), self.coarse_part(cnn1)
         feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
         feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
         return self.loftr_coarse(feat0, feat1)

@@ -1,0 +1,94 @@
+"""``coarse-loftr eval``: accuracy of models against ORB and SIFT on the same pairs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="homography / relative-pose / stereo accuracy of models, with ORB and SIFT baselines",
+        description=(
+            "Evaluate matchers: homography AUC@3/5/10 px and precision on a folder of pairs with homographies, "
+            "relative-pose AUC@5/10/20 deg on pairs with intrinsics and poses, stereo accuracy on the scikit-image "
+            "motorcycle pair. ORB-2000 and SIFT-2000 run in the same call. Folder formats: see "
+            "coarse_loftr_train/evaluation.py or docs/README_training.md."
+        ),
+    )
+    parser.add_argument("--model", action="append", default=None, metavar="PATH",
+                        help="model to evaluate (.onnx, .pt/.ckpt, .engine); repeat for several; 'default' = the shipped model")
+    parser.add_argument("--backend", default="auto", help="backend for the models (default auto)")
+    parser.add_argument("--threshold", type=float, default=None, help="runtime confidence threshold for the models")
+    parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
+    parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")
+    parser.add_argument("--stereo", action="store_true", help="also score the scikit-image motorcycle stereo pair")
+    parser.add_argument("--baselines", default="orb,sift", help="comma-separated classical baselines: orb, sift, or none (default orb,sift)")
+    parser.add_argument("--features", type=int, default=2000, help="keypoints of the ORB/SIFT baselines (default 2000)")
+    parser.add_argument("--ransac-threshold", type=float, default=3.0, help="homography RANSAC threshold in pixels (default 3)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs of each folder")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--make-homographies", type=Path, default=None, metavar="IMAGES",
+                        help="instead of evaluating, write a homography set drawn from the images in this folder to --output")
+    parser.add_argument("--output", type=Path, default=None, help="folder for --make-homographies")
+    parser.add_argument("--count", type=int, default=200, help="pairs for --make-homographies (default 200)")
+    parser.add_argument("--last", type=int, default=None, help="with --make-homographies: use only the last N images (a held-out split)")
+    parser.add_argument("--size", default="640x480", help="pair size WxH for --make-homographies (default 640x480)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --make-homographies")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from coarse_loftr_train import evaluation
+
+    from ..errors import CoarseLoftrError
+
+    if args.make_homographies is not None:
+        if args.output is None:
+            raise CoarseLoftrError("--make-homographies needs --output DIR")
+        try:
+            width, height = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise CoarseLoftrError(f"--size must look like 640x480, got {args.size!r}") from None
+        images = list(evaluation.iterate_images(args.make_homographies)) if args.make_homographies.is_dir() else []
+        if args.last:
+            images = images[-args.last :]
+        if not images:
+            raise CoarseLoftrError(f"no images in {args.make_homographies}")
+        written = evaluation.make_homography_set(images, args.output, args.count, (width, height), args.seed)
+        print(f"wrote {len(written)} pairs from {len(images)} images to {args.output}")
+        return 0
+
+    if args.homographies is None and args.poses is None and not args.stereo:
+        raise CoarseLoftrError("nothing to evaluate: give --homographies DIR, --poses DIR and/or --stereo")
+    try:
+        homographies = evaluation.read_homography_pairs(args.homographies)[: args.limit] if args.homographies else []
+        poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses else []
+    except (FileNotFoundError, ValueError) as error:
+        raise CoarseLoftrError(str(error)) from None
+
+    methods = {}
+    for name in (b.strip().lower() for b in args.baselines.split(",")):
+        if name == "orb":
+            methods[f"orb-{args.features}"] = evaluation.orb_method(args.features)
+        elif name == "sift":
+            methods[f"sift-{args.features}"] = evaluation.sift_method(args.features)
+        elif name not in ("", "none"):
+            raise CoarseLoftrError(f"unknown baseline {name!r}; use orb, sift or none")
+    from ..matcher import Matcher
+
+    for model in args.model or ["default"]:
+        matcher = Matcher(model=None if model == "default" else model, backend=args.backend, threshold=args.threshold)
+        methods[model] = evaluation.matcher_method(matcher)
+
+    results = evaluation.run_benchmarks(
+        methods, homographies, poses, args.stereo, args.ransac_threshold, progress=lambda name: print(f"evaluating {name} ...", flush=True)
+    )
+    print(evaluation.format_table(results))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0

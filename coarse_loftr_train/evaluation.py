@@ -1,0 +1,430 @@
+"""Offline accuracy benchmarks: homographies, relative pose, rectified stereo.
+
+A *method* is any function ``(image0, image1) -> (keypoints0, keypoints1)`` on uint8
+images (gray or BGR), keypoints float ``[N, 2]`` in original pixels (OpenCV convention).
+``matcher_method`` wraps a ``coarse_loftr_ros.Matcher`` (any model file and backend);
+``orb_method`` and ``sift_method`` are the classical baselines. Only numpy and OpenCV are
+needed here (torch only for models that need it).
+
+Folder formats
+--------------
+Homography pairs (``coarse-loftr eval --homographies DIR``)::
+
+    DIR/<name>_0.png   DIR/<name>_1.png   (any image suffix cv2 reads)
+    DIR/<name>_H.txt   3x3 homography, whitespace separated, mapping pixels of image 0 to
+                       pixels of image 1 (OpenCV convention: x right, y down, pixel
+                       centres at integers)
+
+The HPatches layout (``<sequence>/1.ppm ... 6.ppm, H_1_2 ... H_1_6``) is read too.
+``make_homography_set`` writes such a folder from any images (``coarse-loftr eval
+--make-homographies SRC --output DIR``).
+
+Relative-pose pairs (``--poses DIR``)::
+
+    DIR/<name>_0.png   DIR/<name>_1.png
+    DIR/<name>_pose.json  {"K0": 3x3, "K1": 3x3, "T_0to1": 4x4}
+                       intrinsics in pixels; T_0to1 maps camera-0 coordinates to camera-1
+                       coordinates (x_1 = R x_0 + t)
+
+Protocols
+---------
+* Homography (LoFTR / SuperGlue): RANSAC homography from the matches (``cv2.RANSAC``,
+  3 px), mean distance of the four warped image corners from their true positions,
+  AUC of the error curve up to 3 / 5 / 10 px. Fewer than 4 matches or a failed estimate
+  count as an infinite error. Precision: share of matches within 3 px of the true
+  position under the true homography.
+* Relative pose (LoFTR / SuperGlue): essential matrix by RANSAC on normalised
+  coordinates (threshold 0.5 px / mean focal), pose recovered by the cheirality check;
+  error = max(rotation angle error, translation direction angle error); AUC up to
+  5 / 10 / 20 degrees.
+* Stereo (scikit-image's rectified Middlebury "motorcycle" pair with ground-truth
+  disparity of the left image, ``x_right = x_left - d``): a match is correct when it
+  stays within 1 px of its scanline and its disparity is within 1 (and 3) px of the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+Method = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+HOMOGRAPHY_THRESHOLDS = (3, 5, 10)
+POSE_THRESHOLDS = (5, 10, 20)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def auc(errors: Sequence[float] | np.ndarray, thresholds: Sequence[float]) -> list[float]:
+    """Area under the cumulative error curve up to each threshold, normalised to [0, 1].
+
+    The curve of SuperGlue's evaluation: recall(e) = share of pairs with error <= e,
+    integrated from 0 to the threshold with the trapezoid rule. Infinite errors count as
+    failures.
+    """
+    errors = np.sort(np.asarray(errors, dtype=np.float64))
+    if errors.size == 0:
+        return [0.0 for _ in thresholds]
+    recall = (np.arange(len(errors)) + 1) / len(errors)
+    errors = np.concatenate([[0.0], errors])
+    recall = np.concatenate([[0.0], recall])
+    out = []
+    for threshold in thresholds:
+        last = np.searchsorted(errors, threshold)
+        x = np.concatenate([errors[:last], [threshold]])
+        y = np.concatenate([recall[:last], [recall[last - 1]]])
+        out.append(float(np.trapezoid(y, x) / threshold))
+    return out
+
+
+def estimate_homography(keypoints0: np.ndarray, keypoints1: np.ndarray, ransac_threshold: float = 3.0) -> np.ndarray | None:
+    """RANSAC homography (image 0 -> image 1) or None with fewer than 4 matches or on failure."""
+    if len(keypoints0) < 4:
+        return None
+    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global generator: same input, same estimate
+    homography, _ = cv2.findHomography(
+        np.asarray(keypoints0, np.float64), np.asarray(keypoints1, np.float64), cv2.RANSAC, ransac_threshold, maxIters=10000, confidence=0.9999
+    )
+    return homography
+
+
+def image_corners(size: tuple[int, int]) -> np.ndarray:
+    """The four corner pixel centres of an image of ``size`` (width, height)."""
+    width, height = size
+    return np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float64)
+
+
+def _warp(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), np.asarray(homography, np.float64))
+    return mapped.reshape(-1, 2)
+
+
+def homography_corner_error(
+    keypoints0: np.ndarray, keypoints1: np.ndarray, homography: np.ndarray, size0: tuple[int, int], ransac_threshold: float = 3.0
+) -> float:
+    """Mean corner error (pixels of image 1) of the homography estimated from the matches; inf on failure."""
+    estimate = estimate_homography(keypoints0, keypoints1, ransac_threshold)
+    if estimate is None:
+        return float("inf")
+    corners = image_corners(size0)
+    error = np.linalg.norm(_warp(estimate, corners) - _warp(homography, corners), axis=1).mean()
+    return float(error) if np.isfinite(error) else float("inf")
+
+
+def homography_match_precision(keypoints0: np.ndarray, keypoints1: np.ndarray, homography: np.ndarray, threshold: float = 3.0) -> float:
+    """Share of matches within ``threshold`` px of the true position in image 1; NaN without matches."""
+    if len(keypoints0) == 0:
+        return float("nan")
+    error = np.linalg.norm(_warp(homography, np.asarray(keypoints0)) - np.asarray(keypoints1), axis=1)
+    return float((error <= threshold).mean())
+
+
+def relative_pose_error(
+    keypoints0: np.ndarray, keypoints1: np.ndarray, K0: np.ndarray, K1: np.ndarray, T_0to1: np.ndarray, pixel_threshold: float = 0.5
+) -> float:
+    """max(rotation error, translation-direction error) in degrees; inf when no pose is found."""
+    if len(keypoints0) < 5:
+        return float("inf")
+    K0, K1 = np.asarray(K0, np.float64), np.asarray(K1, np.float64)
+    norm0 = (np.asarray(keypoints0, np.float64) - K0[[0, 1], [2, 2]]) / K0[[0, 1], [0, 1]]
+    norm1 = (np.asarray(keypoints1, np.float64) - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
+    threshold = pixel_threshold / np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
+    cv2.setRNGSeed(0)
+    essential, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), method=cv2.RANSAC, prob=0.99999, threshold=threshold)
+    if essential is None:
+        return float("inf")
+    best = float("inf")
+    R_true, t_true = np.asarray(T_0to1)[:3, :3], np.asarray(T_0to1)[:3, 3]
+    for E in np.split(essential, len(essential) // 3):
+        count, R, t, _ = cv2.recoverPose(E, norm0, norm1, np.eye(3), 1e9, mask=mask.copy())[:4]
+        cos_r = np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1)
+        rotation_error = np.degrees(np.arccos(cos_r))
+        t = t.ravel()
+        cos_t = np.clip(np.dot(t, t_true) / (np.linalg.norm(t) * np.linalg.norm(t_true) + 1e-12), -1, 1)
+        translation_error = np.degrees(np.arccos(cos_t))
+        translation_error = min(translation_error, 180 - translation_error)
+        best = min(best, max(rotation_error, translation_error))
+    return float(best)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class HomographyPair:
+    name: str
+    image0: Path
+    image1: Path
+    homography: np.ndarray
+
+
+@dataclass
+class PosePair:
+    name: str
+    image0: Path
+    image1: Path
+    K0: np.ndarray
+    K1: np.ndarray
+    T_0to1: np.ndarray
+
+
+def _find_image(folder: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
+def read_homography_pairs(folder: str | Path) -> list[HomographyPair]:
+    """Pairs of a homography folder (``<name>_0/_1/_H.txt``) or of an HPatches tree."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"homography folder {folder} does not exist")
+    pairs = []
+    for h_file in sorted(folder.glob("*_H.txt")):
+        name = h_file.name[: -len("_H.txt")]
+        image0, image1 = _find_image(folder, f"{name}_0"), _find_image(folder, f"{name}_1")
+        if image0 is None or image1 is None:
+            raise FileNotFoundError(f"{h_file} has no {name}_0/{name}_1 image beside it")
+        pairs.append(HomographyPair(name, image0, image1, np.loadtxt(h_file).reshape(3, 3)))
+    for sequence in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "H_1_2").is_file()):
+        first = _find_image(sequence, "1")
+        for k in range(2, 7):
+            other, h_file = _find_image(sequence, str(k)), sequence / f"H_1_{k}"
+            if first is not None and other is not None and h_file.is_file():
+                pairs.append(HomographyPair(f"{sequence.name}/1_{k}", first, other, np.loadtxt(h_file).reshape(3, 3)))
+    if not pairs:
+        raise FileNotFoundError(f"no homography pairs in {folder} (expected <name>_0.png, <name>_1.png, <name>_H.txt)")
+    return pairs
+
+
+def read_pose_pairs(folder: str | Path) -> list[PosePair]:
+    """Pairs of a relative-pose folder (``<name>_0/_1`` images and ``<name>_pose.json``)."""
+    folder = Path(folder)
+    pairs = []
+    for pose_file in sorted(folder.glob("*_pose.json")):
+        name = pose_file.name[: -len("_pose.json")]
+        data = json.loads(pose_file.read_text())
+        image0, image1 = _find_image(folder, f"{name}_0"), _find_image(folder, f"{name}_1")
+        if image0 is None or image1 is None:
+            raise FileNotFoundError(f"{pose_file} has no {name}_0/{name}_1 image beside it")
+        pairs.append(PosePair(name, image0, image1, np.array(data["K0"]), np.array(data["K1"]), np.array(data["T_0to1"])))
+    if not pairs:
+        raise FileNotFoundError(f"no pose pairs in {folder} (expected <name>_0.png, <name>_1.png, <name>_pose.json)")
+    return pairs
+
+
+def make_homography_set(
+    images: Sequence[str | Path], output: str | Path, count: int, size: tuple[int, int] = (640, 480), seed: int = 0, photometric: bool = True
+) -> list[Path]:
+    """Write ``count`` homography pairs drawn from ``images`` into ``output`` (the folder format above).
+
+    Uses the training warps and photometric changes (``coarse_loftr_train.datasets``), so a
+    held-out image set becomes a benchmark of the same kind of change.
+    """
+    from .datasets import HomographySampling, PhotometricAugmentation, read_gray, sample_homography_pair
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    files = [Path(p) for p in images]
+    if not files:
+        raise ValueError("make_homography_set needs at least one image")
+    augment = PhotometricAugmentation() if photometric else None
+    written = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        source = read_gray(files[index % len(files)])
+        image0, image1, homography = sample_homography_pair(source, size, HomographySampling(), rng)
+        if augment is not None:
+            image0, image1 = augment(image0, rng), augment(image1, rng)
+        name = f"{index:04d}"
+        cv2.imwrite(str(output / f"{name}_0.png"), image0)
+        cv2.imwrite(str(output / f"{name}_1.png"), image1)
+        np.savetxt(output / f"{name}_H.txt", homography)
+        written.append(output / f"{name}_H.txt")
+    return written
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def orb_method(features: int = 2000) -> Method:
+    """ORB with ``features`` keypoints, brute-force Hamming matching with cross-check."""
+    orb = cv2.ORB_create(nfeatures=features)
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k0, d0 = orb.detectAndCompute(_gray(image0), None)
+        k1, d1 = orb.detectAndCompute(_gray(image1), None)
+        if d0 is None or d1 is None:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        matches = bf.match(d0, d1)
+        return np.array([k0[m.queryIdx].pt for m in matches]).reshape(-1, 2), np.array([k1[m.trainIdx].pt for m in matches]).reshape(-1, 2)
+
+    return match
+
+
+def sift_method(features: int = 2000, ratio: float = 0.8) -> Method:
+    """SIFT with ``features`` keypoints, mutual nearest neighbours passing Lowe's ratio test."""
+    sift = cv2.SIFT_create(nfeatures=features)
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k0, d0 = sift.detectAndCompute(_gray(image0), None)
+        k1, d1 = sift.detectAndCompute(_gray(image1), None)
+        if d0 is None or d1 is None or len(k0) < 2 or len(k1) < 2:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        bf = cv2.BFMatcher(cv2.NORM_L2)
+        forward = bf.knnMatch(d0, d1, k=2)
+        backward = {m.queryIdx: m.trainIdx for m in bf.match(d1, d0)}
+        pairs = [
+            (m.queryIdx, m.trainIdx)
+            for m, n in (f for f in forward if len(f) == 2)
+            if m.distance < ratio * n.distance and backward.get(m.trainIdx) == m.queryIdx
+        ]
+        return np.array([k0[i].pt for i, _ in pairs]).reshape(-1, 2), np.array([k1[j].pt for _, j in pairs]).reshape(-1, 2)
+
+    return match
+
+
+def matcher_method(matcher) -> Method:
+    """Wrap a ``coarse_loftr_ros.Matcher``."""
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = matcher.match(image0, image1)
+        return result.keypoints0.astype(np.float64), result.keypoints1.astype(np.float64)
+
+    return match
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def _read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return image
+
+
+def evaluate_homographies(method: Method, pairs: Sequence[HomographyPair], ransac_threshold: float = 3.0) -> dict[str, float]:
+    """AUC@3/5/10 px (percent), precision@3px (percent) and mean match count over ``pairs``."""
+    errors, precisions, counts = [], [], []
+    for pair in pairs:
+        image0, image1 = _read(pair.image0), _read(pair.image1)
+        k0, k1 = method(image0, image1)
+        size0 = (image0.shape[1], image0.shape[0])
+        errors.append(homography_corner_error(k0, k1, pair.homography, size0, ransac_threshold))
+        precisions.append(homography_match_precision(k0, k1, pair.homography))
+        counts.append(len(k0))
+    aucs = auc(errors, HOMOGRAPHY_THRESHOLDS)
+    out = {f"auc@{t}px": 100 * a for t, a in zip(HOMOGRAPHY_THRESHOLDS, aucs)}
+    finite = [p for p in precisions if np.isfinite(p)]
+    out["precision@3px"] = 100 * float(np.mean(finite)) if finite else 0.0
+    out["matches"] = float(np.mean(counts)) if counts else 0.0
+    return out
+
+
+def evaluate_poses(method: Method, pairs: Sequence[PosePair]) -> dict[str, float]:
+    """Relative-pose AUC@5/10/20 degrees (percent) and mean match count."""
+    errors, counts = [], []
+    for pair in pairs:
+        k0, k1 = method(_read(pair.image0), _read(pair.image1))
+        errors.append(relative_pose_error(k0, k1, pair.K0, pair.K1, pair.T_0to1))
+        counts.append(len(k0))
+    out = {f"auc@{t}deg": 100 * a for t, a in zip(POSE_THRESHOLDS, auc(errors, POSE_THRESHOLDS))}
+    out["matches"] = float(np.mean(counts)) if counts else 0.0
+    return out
+
+
+def motorcycle_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's rectified stereo pair (BGR uint8) and the left image's disparity (inf = unknown)."""
+    from skimage.data import stereo_motorcycle
+
+    left, right, disparity = stereo_motorcycle()
+    return cv2.cvtColor(left, cv2.COLOR_RGB2BGR), cv2.cvtColor(right, cv2.COLOR_RGB2BGR), disparity
+
+
+def evaluate_stereo(method: Method, left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> dict[str, float]:
+    """Stereo accuracy on a rectified pair with the left image's disparity (``x_right = x_left - d``).
+
+    Matches whose left pixel has no ground truth are left out. Returns the counts and
+    the percentage of scored matches that stay within 1 px of the scanline with a
+    disparity error within 1 px and within 3 px, and the median disparity error.
+    """
+    k0, k1 = method(left, right)
+    height, width = disparity.shape
+    cols = np.clip(np.round(k0[:, 0]).astype(int), 0, width - 1) if len(k0) else np.zeros(0, int)
+    rows = np.clip(np.round(k0[:, 1]).astype(int), 0, height - 1) if len(k0) else np.zeros(0, int)
+    truth = disparity[rows, cols]
+    known = np.isfinite(truth)
+    scanline = np.abs(k1[:, 1] - k0[:, 1]) <= 1.0 if len(k0) else np.zeros(0, bool)
+    error = np.abs((k0[:, 0] - k1[:, 0]) - truth) if len(k0) else np.zeros(0)
+    scored = int(known.sum())
+
+    def share(ok: np.ndarray) -> float:
+        return 100.0 * float((ok & known).sum()) / scored if scored else 0.0
+
+    return {
+        "matches": float(len(k0)),
+        "scored": float(scored),
+        "accuracy@1px": share(scanline & (error <= 1.0)),
+        "accuracy@3px": share(scanline & (error <= 3.0)),
+        "median_disparity_error": float(np.median(error[known])) if scored else float("nan"),
+    }
+
+
+def run_benchmarks(
+    methods: dict[str, Method],
+    homographies: Sequence[HomographyPair] = (),
+    poses: Sequence[PosePair] = (),
+    stereo: bool = False,
+    ransac_threshold: float = 3.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{method: {benchmark: metrics}}`` for every method on every benchmark given."""
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    stereo_data = motorcycle_pair() if stereo else None
+    for name, method in methods.items():
+        if progress:
+            progress(name)
+        entry: dict[str, dict[str, float]] = {}
+        if homographies:
+            entry["homography"] = evaluate_homographies(method, homographies, ransac_threshold)
+        if poses:
+            entry["pose"] = evaluate_poses(method, poses)
+        if stereo_data is not None:
+            entry["stereo"] = evaluate_stereo(method, *stereo_data)
+        results[name] = entry
+    return results
+
+
+def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A plain-text table, one block per benchmark, one row per method."""
+    lines = []
+    benchmarks = sorted({b for entry in results.values() for b in entry}, key=["homography", "pose", "stereo"].index)
+    for benchmark in benchmarks:
+        keys = next(entry[benchmark] for entry in results.values() if benchmark in entry).keys()
+        width = max(len(n) for n in results) + 2
+        lines.append(f"[{benchmark}]")
+        lines.append("method".ljust(width) + "".join(k.rjust(24) for k in keys))
+        for name, entry in results.items():
+            if benchmark in entry:
+                lines.append(name.ljust(width) + "".join(f"{entry[benchmark][k]:24.2f}" for k in keys))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def iterate_images(folder: str | Path) -> Iterator[Path]:
+    """Image files directly in ``folder``, sorted."""
+    yield from sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

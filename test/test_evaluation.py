@@ -1,0 +1,138 @@
+"""Benchmark protocols: AUC, homography corner error, relative pose, stereo, the eval command."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from coarse_loftr_train import evaluation as ev
+
+
+def test_auc_of_known_error_curves():
+    assert ev.auc([0.0, 0.0], [5]) == [pytest.approx(1.0)]
+    assert ev.auc([np.inf, np.inf], [5]) == [0.0]
+    # One pair at error 0, one failure: recall 0.5 everywhere.
+    assert ev.auc([0.0, np.inf], [3, 10]) == [pytest.approx(0.5), pytest.approx(0.5)]
+    # A single pair at error 2: recall 0 before 2, 1 after; AUC@4 = 0.5 (trapezoid from 0 to 2 is a ramp 0..1 -> 0.25).
+    assert ev.auc([2.0], [4])[0] == pytest.approx((0.5 * 2 * 1 + 2 * 1) / 4)
+
+
+def _homography() -> np.ndarray:
+    return np.array([[0.9, 0.1, 20.0], [-0.05, 1.05, 10.0], [1e-4, -5e-5, 1.0]])
+
+
+def test_exact_matches_give_zero_corner_error_and_full_precision():
+    rng = np.random.default_rng(0)
+    k0 = rng.uniform(0, 600, (200, 2))
+    k1 = cv2.perspectiveTransform(k0[:, None], _homography())[:, 0]
+    assert ev.homography_corner_error(k0, k1, _homography(), (640, 480)) < 1e-3
+    assert ev.homography_match_precision(k0, k1, _homography()) == 1.0
+    assert ev.homography_corner_error(k0[:3], k1[:3], _homography(), (640, 480)) == np.inf
+    shifted = k1 + [6.0, 0.0]
+    assert ev.homography_corner_error(k0, shifted, _homography(), (640, 480)) == pytest.approx(6.0, abs=0.05)
+    assert ev.homography_match_precision(k0, shifted, _homography()) == 0.0
+
+
+def test_relative_pose_error_of_exact_correspondences_is_near_zero():
+    rng = np.random.default_rng(1)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    points = np.c_[rng.uniform(-2, 2, 300), rng.uniform(-1.5, 1.5, 300), rng.uniform(4, 8, 300)]
+    angle = np.deg2rad(8)
+    R = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    t = np.array([0.5, 0.05, 0.1])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    p1 = points @ R.T + t
+    k0 = points[:, :2] / points[:, 2:] * 500 + [320, 240]
+    k1 = p1[:, :2] / p1[:, 2:] * 500 + [320, 240]
+    assert ev.relative_pose_error(k0, k1, K, K, T) < 0.1
+    wrong = T.copy()
+    wrong[:3, 3] = [0.0, 0.5, 0.0]
+    assert ev.relative_pose_error(k0, k1, K, K, wrong) > 45
+
+
+def test_stereo_scoring_of_an_oracle_and_of_sift():
+    left, right, disparity = ev.motorcycle_pair()
+    ys, xs = np.mgrid[20:480:20, 20:700:20]
+    known = np.isfinite(disparity[ys, xs])
+    k0 = np.c_[xs[known], ys[known]].astype(float)
+    k1 = k0 - np.c_[disparity[ys, xs][known], np.zeros(known.sum())]
+    oracle = ev.evaluate_stereo(lambda a, b: (k0, k1), left, right, disparity)
+    assert oracle["accuracy@1px"] == 100.0 and oracle["scored"] == known.sum()
+    off = ev.evaluate_stereo(lambda a, b: (k0, k1 + [2.0, 0.0]), left, right, disparity)
+    assert off["accuracy@1px"] == 0.0 and off["accuracy@3px"] == 100.0
+    # The disparity convention is right: SIFT agrees with it on most matches.
+    sift = ev.evaluate_stereo(ev.sift_method(), left, right, disparity)
+    assert sift["accuracy@3px"] > 70 and sift["median_disparity_error"] < 1.0
+
+
+@pytest.fixture(scope="module")
+def homography_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    images = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        path = root / f"src_{name}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(getattr(skimage.data, name)(), cv2.COLOR_RGB2BGR))
+        images.append(path)
+    out = root / "set"
+    ev.make_homography_set(images, out, count=6, size=(320, 240), seed=0)
+    return out
+
+
+def test_homography_set_round_trip_and_baselines(homography_set):
+    pairs = ev.read_homography_pairs(homography_set)
+    assert len(pairs) == 6 and pairs[0].homography.shape == (3, 3)
+    sift = ev.evaluate_homographies(ev.sift_method(), pairs)
+    assert sift["auc@10px"] > 50 and sift["precision@3px"] > 50
+    nothing = ev.evaluate_homographies(lambda a, b: (np.zeros((0, 2)), np.zeros((0, 2))), pairs)
+    assert nothing["auc@10px"] == 0.0
+    with pytest.raises(FileNotFoundError, match="no homography pairs"):
+        ev.read_homography_pairs(homography_set.parent)
+
+
+def test_hpatches_layout_is_read(tmp_path):
+    sequence = tmp_path / "v_test"
+    sequence.mkdir()
+    for k in range(1, 4):
+        cv2.imwrite(str(sequence / f"{k}.ppm"), np.zeros((8, 8, 3), np.uint8))
+    for k in (2, 3):
+        np.savetxt(sequence / f"H_1_{k}", np.eye(3))
+    pairs = ev.read_homography_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["v_test/1_2", "v_test/1_3"]
+
+
+def test_eval_command_scores_a_model_and_the_baselines(homography_set, tmp_path):
+    torch = pytest.importorskip("torch")
+    import dataclasses
+
+    from coarse_loftr_ros.cli import main
+    from coarse_loftr_train import STUDENT, CoarseLoFTR
+    from coarse_loftr_train.export import export_onnx
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(STUDENT.with_input_size(320, 240), refine_window=5)
+    model_path = export_onnx(CoarseLoFTR(config), tmp_path / "random.onnx")
+    out = tmp_path / "results.json"
+    code = main(["eval", "--homographies", str(homography_set), "--stereo", "--model", str(model_path), "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"orb-2000", "sift-2000", str(model_path)}
+    assert results["sift-2000"]["homography"]["auc@5px"] > results[str(model_path)]["homography"]["auc@5px"]
+    assert "accuracy@1px" in results["orb-2000"]["stereo"]
+    assert main(["eval"]) == 2
+
+
+def test_make_homographies_command(tmp_path):
+    from coarse_loftr_ros.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, name in enumerate(("camera", "coins", "moon")):
+        cv2.imwrite(str(src / f"{i}.png"), getattr(skimage.data, name)())
+    assert main(["eval", "--make-homographies", str(src), "--last", "2", "--output", str(tmp_path / "out"), "--count", "3", "--size", "160x128"]) == 0
+    pairs = ev.read_homography_pairs(tmp_path / "out")
+    assert len(pairs) == 3 and cv2.imread(str(pairs[0].image0)).shape[:2] == (128, 160)
