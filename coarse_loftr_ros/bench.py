@@ -1,7 +1,10 @@
 """Speed benchmark on real frames: this project against the reference pipeline, ORB and SIFT.
 
-Every method runs on the same consecutive frame pairs, interleaved pair by pair, so that
-the ratios are measured under the same machine load. Times are wall-clock medians in ms.
+Every method runs on the same consecutive frame pairs. A run has several rounds; in each
+round every method matches all pairs back to back (as a robot runs one matcher on a
+stream, with its caches warm), the methods in a rotating order, so that changes of the
+machine's load spread over all of them and the ratios compare like with like. Times are
+wall-clock medians in ms over all rounds.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ class MethodTiming:
     matches: list[int] = field(default_factory=list)
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, total_ms: float, matches: int, **stages: float) -> None:
+    def add(self, total_ms: float, matches: int) -> None:
         self.total_ms.append(total_ms)
         self.matches.append(matches)
+
+    def add_stages(self, **stages: float) -> None:
         for stage, value in stages.items():
             self.stages_ms.setdefault(stage, []).append(value)
 
@@ -47,7 +52,7 @@ class MethodTiming:
             "median_matches": int(np.median(self.matches)),
             "vs_reference": round(median / reference_ms, 3) if reference_ms else None,
             "stages_median_ms": {k: round(float(np.median(v)), 3) for k, v in self.stages_ms.items()},
-            "pairs": len(self.total_ms),
+            "samples": len(self.total_ms),
         }
 
 
@@ -152,6 +157,7 @@ def run_benchmark(
     model: Path | None = None,
     reference_model: Path | None = None,
     classical: bool = True,
+    rounds: int = 3,
     warmup: int = 3,
     progress: bool = True,
 ) -> dict:
@@ -161,29 +167,50 @@ def run_benchmark(
     matcher = Matcher(model)
     sequence = Matcher(model)
     backend = matcher.backend
-    methods: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {}
-    timings = {name: MethodTiming(name) for name in ("coarse-loftr pair", "coarse-loftr sequence")}
-    if reference_model is not None:
-        methods["reference (released ONNX + numpy)"] = ReferencePipeline(reference_model).match
-    if classical:
-        methods["ORB-2000 + BF cross-check"] = orb_matcher()
-        methods["SIFT-2000 + ratio test"] = sift_matcher()
-    timings.update({name: MethodTiming(name) for name in methods})
-
     pairs = list(zip(frames[:-1], frames[1:]))
+    baselines: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {}
+    if reference_model is not None:
+        baselines["reference (released ONNX + numpy)"] = ReferencePipeline(reference_model).match
+    if classical:
+        baselines["ORB-2000 + BF cross-check"] = orb_matcher()
+        baselines["SIFT-2000 + ratio test"] = sift_matcher()
+    timings = {name: MethodTiming(name) for name in ("coarse-loftr pair", "coarse-loftr sequence", *baselines)}
+
+    def run_pair_mode() -> None:
+        for image0, image1 in pairs:
+            result = matcher.match(image0, image1)
+            timings["coarse-loftr pair"].add(result.timing_ms["total"], len(result))
+
+    def run_sequence_mode() -> None:
+        sequence.reset()
+        sequence.match_next(frames[0])  # the first frame has no pair
+        for frame in frames[1:]:
+            result = sequence.match_next(frame)
+            timings["coarse-loftr sequence"].add(result.timing_ms["total"], len(result))
+
+    def run_baseline(name: str) -> Callable[[], None]:
+        def run() -> None:
+            for image0, image1 in pairs:
+                elapsed, count = _timed(baselines[name], image0, image1)
+                timings[name].add(elapsed, int(count))
+
+        return run
+
+    def run_stages() -> None:  # not timed as a method: splits pair mode into its stages
+        for image0, image1 in pairs:
+            timings["coarse-loftr pair"].add_stages(**_pair_stages(matcher, backend, image0, image1))
+
+    runs = [run_pair_mode, run_sequence_mode, *(run_baseline(name) for name in baselines), run_stages]
     for image0, image1 in pairs[:warmup]:  # warm up sessions, caches and the allocator
         matcher.match(image0, image1)
-        for method in methods.values():
+        for method in baselines.values():
             method(image0, image1)
-    sequence.match_next(frames[0])
-    for image0, image1 in tqdm(pairs, desc="bench", unit="pair", disable=not progress):
-        result = matcher.match(image0, image1)
-        timings["coarse-loftr pair"].add(result.timing_ms["total"], len(result), **_pair_stages(matcher, backend, image0, image1))
-        result = sequence.match_next(image1)
-        timings["coarse-loftr sequence"].add(result.timing_ms["total"], len(result))
-        for name, method in methods.items():
-            elapsed, count = _timed(method, image0, image1)
-            timings[name].add(elapsed, int(count))
+    with tqdm(total=rounds * len(runs), desc="bench", unit="method", disable=not progress) as bar:
+        for round_index in range(rounds):
+            shift = round_index % len(runs)
+            for run in runs[shift:] + runs[:shift]:
+                run()
+                bar.update()
 
     reference_ms = None
     if reference_model is not None:
@@ -191,6 +218,7 @@ def run_benchmark(
     return {
         "frames": len(frames),
         "pairs": len(pairs),
+        "rounds": rounds,
         "image_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
         "model": matcher.model_name,
         "backend": backend.name,
@@ -217,7 +245,7 @@ def _pair_stages(matcher: Matcher, backend, image0: np.ndarray, image1: np.ndarr
 def format_table(report: dict) -> str:
     """A plain-text table of a ``run_benchmark`` report."""
     lines = [
-        f"{report['pairs']} pairs of {report['image_size'][0]}x{report['image_size'][1]} frames | "
+        f"{report['pairs']} pairs of {report['image_size'][0]}x{report['image_size'][1]} frames x {report['rounds']} rounds | "
         f"model {report['model']} on {report['backend']} | {report['cpu_count']} CPUs",
         f"{'method':38s} {'ms/pair':>9s} {'pairs/s':>8s} {'matches':>8s} {'x ref':>7s}",
     ]

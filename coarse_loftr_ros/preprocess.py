@@ -110,5 +110,5 @@ def to_model_input(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.n
         shrinking = letterbox.scale < 1.0
         gray = cv2.resize(gray, letterbox.resized_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     tensor = np.zeros((1, 1, input_size[1], input_size[0]), np.float32)
-    tensor[0, 0, : gray.shape[0], : gray.shape[1]] = gray * np.float32(1.0 / 255.0)
+    np.multiply(gray, np.float32(1.0 / 255.0), out=tensor[0, 0, : gray.shape[0], : gray.shape[1]])
     return tensor, letterbox

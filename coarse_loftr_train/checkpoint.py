@@ -67,7 +67,7 @@ def load_model(path: str | Path, config: ModelConfig | str | None = None) -> Coa
         config = get_config(config)
     if config is None:
         stored = data.get("config")
-        config = ModelConfig(**{**stored, "block_dims": tuple(stored["block_dims"]), "layer_names": tuple(stored["layer_names"])}) if stored else get_config("student")
+        config = ModelConfig.from_dict(stored) if stored else get_config("student")
     model = CoarseLoFTR(config)
     state = _coarse_state_dict(data, path)
     expected = model.state_dict()

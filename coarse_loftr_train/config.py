@@ -35,6 +35,10 @@ class ModelConfig:
         refine_window: side, in fine-level cells, of the window of image 1 searched by the
             learned sub-pixel refinement (odd, e.g. 5); 0 (the default, and the released
             models) means no refinement: a match sits at its coarse cell's pixel.
+        stage_blocks: ResNet basic blocks per stage (2 each in LoFTR). The first stage
+            keeps the stem's resolution and may have 0 blocks when ``initial_dim ==
+            block_dims[0]``: the fast student drops it, skipping the most expensive
+            convolutions (8 channels at half the input resolution).
     """
 
     name: str
@@ -51,6 +55,7 @@ class ModelConfig:
     input_width: int = 640
     input_height: int = 480
     refine_window: int = 0
+    stage_blocks: tuple[int, ...] | None = None  # None: 2 per stage, as in LoFTR
 
     def __post_init__(self) -> None:
         expected_stages = {8: 3, 16: 4}.get(self.coarse_stride)
@@ -61,6 +66,14 @@ class ModelConfig:
                 f"coarse_stride {self.coarse_stride} needs {expected_stages} block dims, "
                 f"got {len(self.block_dims)}"
             )
+        if self.stage_blocks is None:
+            object.__setattr__(self, "stage_blocks", (2,) * len(self.block_dims))
+        if len(self.stage_blocks) != len(self.block_dims):
+            raise ValueError(f"stage_blocks {self.stage_blocks} needs one entry per block dim {self.block_dims}")
+        if any(n < 1 for n in self.stage_blocks[1:]) or self.stage_blocks[0] < 0:
+            raise ValueError(f"stage_blocks {self.stage_blocks}: only the first stage may have 0 blocks")
+        if self.stage_blocks[0] == 0 and self.initial_dim != self.block_dims[0]:
+            raise ValueError("a first stage of 0 blocks needs initial_dim == block_dims[0]")
         if self.block_dims[-1] != self.d_model:
             raise ValueError("the last block dim must equal d_model")
         if self.d_model % self.nhead:
@@ -82,6 +95,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        """Inverse of ``to_dict`` (lists become tuples; keys added later take defaults)."""
+        tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
+        return cls(**{**values, **tuples})
 
 
 TEACHER = ModelConfig(

@@ -24,7 +24,7 @@ from torch import nn
 from coarse_loftr_ros.backends.base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
 
 from .config import ModelConfig
-from .model import CoarseLoFTR
+from .model import CoarseLoFTR, similarity_matrix
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,31 @@ def border_mask(columns: int, rows: int, border: int) -> torch.Tensor:
     return mask.reshape(-1)
 
 
-def log_normalisers(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def logsumexp_rows(x: torch.Tensor) -> torch.Tensor:
+    """Log-sum-exp over the last axis, keepdim (ONNX Runtime's ReduceLogSumExp is slower)."""
+    peak = x.amax(dim=-1, keepdim=True)
+    return peak + torch.log(torch.exp(x - peak).sum(dim=-1, keepdim=True))
+
+
+def log_normalisers(similarity: torch.Tensor, similarity_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-sum-exp of the logits over each row ``[1, L0, 1]`` and each column ``[1, 1, L1]``.
 
-    The dual-softmax confidence is ``exp(2 * s - row - column)``, so matching can work on
-    its logarithm and exponentiate only the values it keeps.
+    ``similarity_t`` is the transposed logits ``[1, L1, L0]``. The dual-softmax confidence
+    is ``exp(2 * s - row - column)``, so matching can work on its logarithm and
+    exponentiate only the values it keeps.
     """
-    row_max = similarity.amax(dim=2, keepdim=True)
-    column_max = similarity.amax(dim=1, keepdim=True)
-    row = row_max + torch.log(torch.exp(similarity - row_max).sum(dim=2, keepdim=True))
-    column = column_max + torch.log(torch.exp(similarity - column_max).sum(dim=1, keepdim=True))
-    return row, column
+    return logsumexp_rows(similarity), logsumexp_rows(similarity_t).transpose(1, 2)
 
 
 class MatchExtraction(nn.Module):
-    """Dual-softmax logits ``[1, L0, L1]`` -> fixed-size top-K mutual-nearest-neighbour matches.
+    """Dual-softmax logits -> fixed-size top-K mutual-nearest-neighbour matches.
 
-    Works on the log confidence, so no full-size mask or confidence matrix is built.
+    Takes the logits ``s`` ``[1, L0, L1]`` and their transpose ``[1, L1, L0]`` (a second
+    matmul: a Transpose node would be folded away by ONNX Runtime), and works on the log
+    confidence ``2 s - row - column`` without building it, a confidence matrix or a mask:
+    image 0's best cell in image 1 is the row maximum of ``s - column / 2``, image 1's best
+    in image 0 the row maximum of ``s^T - row / 2``. Every reduction runs along the
+    contiguous last axis, several times faster on a CPU than reducing across rows.
     Returns (scores ``[1, K]``: confidence, descending, zero for invalid rows; cells0,
     cells1 ``[1, K]``; the row and column log-normalisers for the refinement).
     """
@@ -87,13 +95,20 @@ class MatchExtraction(nn.Module):
         self.threshold = extraction.threshold
         self.register_buffer("inner", border_mask(columns, rows, extraction.border)[None], persistent=False)
 
-    def forward(self, similarity: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        row_norm, column_norm = log_normalisers(similarity)
-        log_confidence = 2.0 * similarity - row_norm - column_norm
-        row_best, best_column = log_confidence.max(dim=2)  # [1, L0]
-        column_best = log_confidence.amax(dim=1)  # [1, L1]
+    def forward(self, similarity: torch.Tensor, similarity_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        length0 = similarity.shape[1]
+        row_norm, column_norm = log_normalisers(similarity, similarity_t)  # [1, L0, 1], [1, 1, L1]
+        half_row, half_column = 0.5 * row_norm, 0.5 * column_norm
+        _, best_column = torch.topk(similarity - half_column, 1, dim=2)  # [1, L0, 1]
+        best_column = best_column[:, :, 0]
+        scored_t = similarity_t - half_row.transpose(1, 2)  # [1, L1, L0]
+        column_best = scored_t.amax(dim=2)  # [1, L1]
+        # Each row's best value read from the same tensor as the column maxima, so that a
+        # mutual match compares two equal numbers.
+        rows = torch.arange(length0, device=similarity.device)[None]
+        row_best = torch.gather(scored_t.reshape(1, -1), 1, best_column * length0 + rows)  # [1, L0]
         mutual = row_best >= torch.gather(column_best, 1, best_column)
-        confidence = torch.exp(row_best)
+        confidence = torch.exp(2.0 * row_best - torch.gather(column_norm[:, 0], 1, best_column))
         valid = mutual & (confidence > self.threshold) & self.inner & self.inner[0][best_column]
         scores, cells0 = torch.topk(confidence * valid.to(confidence.dtype), self.top_k, dim=1)
         cells1 = torch.gather(best_column, 1, cells0)
@@ -210,8 +225,10 @@ class FeatureMatcher(nn.Module):
             self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        similarity = self.model.similarity(features0, features1)
-        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity)
+        feat0, feat1 = self.model.transform(features0, features1)
+        temperature = self.model.config.temperature
+        similarity = similarity_matrix(feat0, feat1, temperature)
+        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity, similarity_matrix(feat1, feat0, temperature))
         if isinstance(self.refinement, LearnedRefinement):
             keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
         else:

@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "input_width": 320,
         "input_height": 240,
         "refine_window": 5,
+        "stage_blocks": None,  # ResNet blocks per stage; None keeps the base config's
         "init": None,  # optional checkpoint whose weights start the run
     },
     "teacher": {
@@ -156,8 +157,23 @@ def load_settings(path: str | Path | None = None, overrides: list[str] = ()) -> 
 def model_config(settings: dict) -> ModelConfig:
     m = settings["model"]
     base = get_config(m["base"])
+    blocks = tuple(m["stage_blocks"]) if m["stage_blocks"] else base.stage_blocks
     return dataclasses.replace(
-        base, name=f"{base.name}-trained", input_width=m["input_width"], input_height=m["input_height"], refine_window=m["refine_window"]
+        base,
+        name=f"{base.name}-trained",
+        input_width=m["input_width"],
+        input_height=m["input_height"],
+        refine_window=m["refine_window"],
+        stage_blocks=blocks,
+    )
+
+
+def _removed_blocks(config: ModelConfig, shipped_blocks: int = 2) -> tuple[str, ...]:
+    """State-dict prefixes of the LoFTR blocks (2 per stage) that ``config`` leaves out."""
+    return tuple(
+        f"backbone.layer{stage}.{block}."
+        for stage, blocks in enumerate(config.stage_blocks, start=1)
+        for block in range(blocks, shipped_blocks)
     )
 
 
@@ -366,9 +382,15 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         from .checkpoint import load_model
 
         init_path = Path(settings["model"]["init"])
-        missing, unexpected = model.load_state_dict(load_model(init_path).state_dict(), strict=False)
+        state = load_model(init_path).state_dict()
+        # Blocks the new config removes (fewer stage_blocks) are dropped on purpose.
+        removed = _removed_blocks(config)
+        dropped = [k for k in state if k.startswith(removed)]
+        missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=False)
         if unexpected:
             raise ValueError(f"init checkpoint {init_path} has weights the model lacks: {unexpected[:4]}")
+        if is_main and dropped:
+            log.info("init from %s; dropped %d tensors of the removed blocks %s", init_path, len(dropped), ", ".join(removed))
         if is_main and missing:
             log.info("init from %s; %d tensors start fresh (e.g. %s)", init_path, len(missing), missing[0])
     model.to(device)

@@ -14,11 +14,11 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
         cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "coarse_loftr_ros.cli", "bench", "--frames", str(frames), "--model", str(exported_model),
-               "--reference", str(released_onnx), "--json", str(out)]
+               "--reference", str(released_onnx), "--json", str(out), "--rounds", "2"]
     process = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr
     report = json.loads(out.read_text())
-    assert report["pairs"] == 4 and report["image_size"] == [640, 480]
+    assert report["pairs"] == 4 and report["rounds"] == 2 and report["image_size"] == [640, 480]
     methods = report["methods"]
     assert set(methods) == {
         "coarse-loftr pair", "coarse-loftr sequence", "reference (released ONNX + numpy)",
@@ -26,7 +26,7 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
     }
     assert methods["reference (released ONNX + numpy)"]["vs_reference"] == 1.0
     for row in methods.values():
-        assert row["pairs"] == 4 and row["median_ms"] > 0 and row["median_matches"] > 10
+        assert row["samples"] == 2 * 4 and row["median_ms"] > 0 and row["median_matches"] > 10
     assert methods["coarse-loftr pair"]["median_matches"] == methods["coarse-loftr sequence"]["median_matches"]
     assert set(methods["coarse-loftr pair"]["stages_median_ms"]) == {"preprocess", "cnn_both_images", "transformer_matching_extraction", "map_back"}
     assert 20 < report["peak_rss_mb"] < 1000
@@ -40,7 +40,7 @@ def test_bench_without_reference_says_so(tmp_path, exported_model, freiburg_fram
         cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
     from coarse_loftr_ros.bench import load_frames, run_benchmark
 
-    report = run_benchmark(load_frames(frames, 10), exported_model, None, classical=False, warmup=1, progress=False)
+    report = run_benchmark(load_frames(frames, 10), exported_model, None, classical=False, rounds=1, warmup=1, progress=False)
     assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence"}
     assert report["methods"]["coarse-loftr pair"]["vs_reference"] is None
     assert "reference model not found" in report["reference_note"]

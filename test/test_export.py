@@ -105,7 +105,7 @@ def test_expectation_refinement_is_the_confidence_weighted_mean():
     similarity[0, 6, 13] = 19.0  # its right neighbour in image 1
     similarity[0, 1, 12] = 18.0  # the upper neighbour in image 0
     confidence = torch.softmax(similarity, 1) * torch.softmax(similarity, 2)
-    row_norm, column_norm = log_normalisers(similarity)
+    row_norm, column_norm = log_normalisers(similarity, similarity.transpose(1, 2))
     cells0, cells1 = torch.tensor([[6, 0]]), torch.tensor([[12, 4]])
     kp0, kp1 = ExpectationRefinement(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
 
@@ -126,7 +126,7 @@ def test_expectation_refinement_is_the_confidence_weighted_mean():
     assert kp1[0, 0, 0] > 32 + 3 and kp0[0, 0, 1] < 16 - 2  # pulled towards the strong neighbours
     plain0, plain1 = CellCentres(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
     assert plain0[0, 0].tolist() == [16, 16] and plain1[0, 0].tolist() == [32, 32]
-    scores, m0, m1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=3, border=0))(similarity)
+    scores, m0, m1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=3, border=0))(similarity, similarity.transpose(1, 2))
     found = dict(zip(m0[0].tolist(), zip(m1[0].tolist(), scores[0].tolist())))
     assert found[6][0] == 12 and abs(found[6][1] - confidence[0, 6, 12].item()) < 1e-5
 
@@ -144,3 +144,29 @@ def test_sequence_graphs_equal_pair_graph(exported_model, freiburg_frames):
     single = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, pair.run(None, {"image0": x0, "image1": x1}))))
     assert _as_set(staged) == _as_set(single)
     np.testing.assert_allclose(staged.keypoints1, single.keypoints1, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_match_extraction_equals_mutual_nearest_neighbours_of_the_dual_softmax(seed):
+    """The in-graph extraction (log domain, row reductions only) finds exactly the mutual
+    nearest neighbours of the full dual-softmax matrix, with their confidences."""
+    from coarse_loftr_ros.extraction import extract_matches
+    from coarse_loftr_train.export import MatchExtraction
+
+    grid = (8, 6)
+    generator = torch.Generator().manual_seed(seed)
+    similarity = torch.randn(1, 48, 48, generator=generator) * (1 + seed)
+    if seed % 2:  # a few strong, one-to-one matches on top of the noise
+        similarity[0, torch.arange(0, 48, 3), torch.randperm(48, generator=generator)[:16]] += 8.0
+    confidence = (torch.softmax(similarity, 1) * torch.softmax(similarity, 2)).numpy()
+    border = seed % 2
+    threshold = 0.0 if seed < 3 else float(np.median(confidence.max(axis=1)))
+    expected = extract_matches(confidence, grid, grid, 16, threshold, border)
+    scores, cells0, cells1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=48, threshold=threshold, border=border))(
+        similarity, similarity.transpose(1, 2)
+    )
+    valid = scores[0] > 0
+    found = dict(zip(cells0[0][valid].tolist(), cells1[0][valid].tolist()))
+    assert len(expected.cells0) > 0
+    assert found == dict(zip(expected.cells0.tolist(), expected.cells1.tolist()))
+    np.testing.assert_allclose(np.sort(scores[0][valid].numpy()), np.sort(expected.confidence), rtol=1e-4)

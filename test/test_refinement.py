@@ -31,6 +31,38 @@ def test_offsets_recover_a_known_shift_of_the_fine_features():
     torch.testing.assert_close(offsets, torch.tensor([[[4.0, 0.0]] * 3]), atol=0.05, rtol=0)
 
 
+def test_window_off_the_map_scores_zero_like_zero_padding():
+    """Matches at the image border: window pixels outside the fine map score 0."""
+    model = CoarseLoFTR(refined_config())
+    torch.manual_seed(3)
+    fine0, fine1 = torch.randn(2, 1, 16, 32, 40)
+    columns, rows = 10, 8
+    cells0 = torch.tensor([[0, 11, 35, 79, 70, 9]])
+    cells1 = torch.tensor([[0, columns - 1, (rows - 1) * columns, rows * columns - 1, 44, 5]])
+    offsets = model.refinement(fine0, fine1, cells0, cells1)
+    padded = torch.nn.functional.pad(fine1, (2, 2, 2, 2))
+    for k, (c0, c1) in enumerate(zip(cells0[0].tolist(), cells1[0].tolist())):
+        f0 = fine0[0, :, c0 // columns * 4, c0 % columns * 4]
+        y, x = c1 // columns * 4 + 2, c1 % columns * 4 + 2  # centre in the padded map
+        window = padded[0, :, y - 2 : y + 3, x - 2 : x + 3]  # [C, 5, 5]
+        weights = torch.softmax((f0[:, None, None] * window).sum(0).reshape(-1) / 4.0, 0).reshape(5, 5)
+        steps = torch.arange(-2, 3, dtype=torch.float32)
+        expected = torch.stack([(weights * steps[None, :]).sum(), (weights * steps[:, None]).sum()]) * 4
+        torch.testing.assert_close(offsets[0, k], expected, atol=1e-5, rtol=0)
+
+
+def test_feature_map_carries_the_fine_features_losslessly():
+    model = CoarseLoFTR(refined_config()).eval()
+    image = torch.rand(1, 1, 128, 160)
+    with torch.no_grad():
+        packed = model.extract_features(image)
+        coarse, stage = model.backbone.forward_with_stage(image)
+        fine = model.refinement.features(stage)
+    assert packed.shape == (1, 32 + 16 * 16, 8, 10)
+    torch.testing.assert_close(packed[:, :32], coarse)
+    torch.testing.assert_close(packed[:, 32:].reshape(fine.shape), fine)
+
+
 def test_configs_without_refinement_keep_the_released_layout():
     assert STUDENT.refine_window == 0 and CoarseLoFTR(STUDENT).refinement is None
     with pytest.raises(ValueError, match="odd"):

@@ -117,6 +117,28 @@ def test_the_lead_checkpoint_loader_reads_our_checkpoints(image_folder, tmp_path
         assert torch.equal(value, loaded.state_dict()[key])
 
 
+def test_init_into_the_fast_student_drops_the_first_stage_and_keeps_the_rest(image_folder, tmp_path):
+    """``model.stage_blocks: [0, 2, 2, 2]`` started from a full student checkpoint: the
+    first stage's blocks are dropped, every other weight starts from the checkpoint."""
+    from coarse_loftr_train.checkpoint import load_model
+
+    full = train(tiny_settings(image_folder, tmp_path / "full", "train.epochs=1"))
+    settings = tiny_settings(
+        image_folder, tmp_path / "fast", "train.epochs=1", "optim.lr=0", "optim.warmup_steps=0",
+        "model.stage_blocks=[0, 2, 2, 2]", f"model.init={tmp_path / 'full' / 'checkpoints' / 'last.pt'}",
+    )
+    fast = train(settings)
+    assert fast.config.stage_blocks == (0, 2, 2, 2) and len(fast.backbone.layer1) == 0
+    fast_state = fast.state_dict()
+    for key, value in full.state_dict().items():
+        if key.startswith("backbone.layer1."):
+            assert key not in fast_state
+        elif not key.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN statistics move
+            torch.testing.assert_close(fast_state[key], value)
+    loaded = load_model(tmp_path / "fast" / "checkpoints" / "last.pt")
+    assert loaded.config.stage_blocks == (0, 2, 2, 2)
+
+
 def test_resume_continues_exactly_where_the_run_stopped(image_folder, tmp_path):
     straight = train(tiny_settings(image_folder, tmp_path / "straight", "train.epochs=3"))
     train(tiny_settings(image_folder, tmp_path / "resumed", "train.epochs=2"))
