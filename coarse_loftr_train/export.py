@@ -65,6 +65,20 @@ def logsumexp_rows(x: torch.Tensor) -> torch.Tensor:
     return peak + torch.log(torch.exp(x - peak).sum(dim=-1, keepdim=True))
 
 
+def row_argmax(values: torch.Tensor, group: int) -> torch.Tensor:
+    """Index of each row's maximum ``[B, R]`` of ``values`` ``[B, R, C]`` (the first one on ties).
+
+    Two-level search, about twice as fast in ONNX Runtime as one TopK/ArgMax over the rows: the
+    maximum of each block of ``group`` columns (a vectorised reduction), the best block,
+    then the best column inside it. ``group`` must divide C (here: one row of grid cells).
+    """
+    batch, rows, columns = values.shape
+    blocks = values.reshape(batch, rows, columns // group, group)
+    block = blocks.amax(dim=3).argmax(dim=2, keepdim=True)  # [B, R, 1]
+    inside = torch.gather(blocks, 2, block[..., None].expand(-1, -1, -1, group))[:, :, 0]  # [B, R, group]
+    return (block * group + inside.argmax(dim=2, keepdim=True))[:, :, 0]
+
+
 def log_normalisers(similarity: torch.Tensor, similarity_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-sum-exp of the logits over each row ``[1, L0, 1]`` and each column ``[1, 1, L1]``.
 
@@ -91,6 +105,7 @@ class MatchExtraction(nn.Module):
     def __init__(self, grid: tuple[int, int], extraction: ExtractionConfig) -> None:
         super().__init__()
         columns, rows = grid
+        self.columns1 = columns
         self.top_k = min(extraction.top_k, columns * rows)
         self.threshold = extraction.threshold
         self.register_buffer("inner", border_mask(columns, rows, extraction.border)[None], persistent=False)
@@ -99,8 +114,7 @@ class MatchExtraction(nn.Module):
         length0 = similarity.shape[1]
         row_norm, column_norm = log_normalisers(similarity, similarity_t)  # [1, L0, 1], [1, 1, L1]
         half_row, half_column = 0.5 * row_norm, 0.5 * column_norm
-        _, best_column = torch.topk(similarity - half_column, 1, dim=2)  # [1, L0, 1]
-        best_column = best_column[:, :, 0]
+        best_column = row_argmax(similarity - half_column, self.columns1)  # [1, L0]
         scored_t = similarity_t - half_row.transpose(1, 2)  # [1, L1, L0]
         column_best = scored_t.amax(dim=2)  # [1, L1]
         # Each row's best value read from the same tensor as the column maxima, so that a

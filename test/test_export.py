@@ -170,3 +170,11 @@ def test_match_extraction_equals_mutual_nearest_neighbours_of_the_dual_softmax(s
     assert len(expected.cells0) > 0
     assert found == dict(zip(expected.cells0.tolist(), expected.cells1.tolist()))
     np.testing.assert_allclose(np.sort(scores[0][valid].numpy()), np.sort(expected.confidence), rtol=1e-4)
+
+
+def test_row_argmax_finds_the_first_maximum_of_each_row():
+    from coarse_loftr_train.export import row_argmax
+
+    values = torch.randint(0, 5, (2, 30, 48)).float()  # many ties
+    values[0, 3] = 7.0  # a whole row tied: the first column wins
+    np.testing.assert_array_equal(row_argmax(values, 8).numpy(), np.argmax(values.numpy(), axis=2))
