@@ -7,6 +7,7 @@ drop matches on the padding, apply the runtime threshold -> map back to original
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,20 @@ from .backends.base import Backend, RawMatches
 from .errors import ImageError
 from .preprocess import Letterbox, check_size, to_model_input
 from .result import MatchResult
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """One image as ``Matcher.extract`` keeps it for later matching.
+
+    Attributes:
+        data: the backend's CNN features of the image (backends with the sequence-mode
+            graphs), else the model-input image itself.
+        letterbox: the image's placement in the model input.
+    """
+
+    data: np.ndarray
+    letterbox: Letterbox
 
 
 class Matcher:
@@ -50,7 +65,7 @@ class Matcher:
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         width, height = self.backend.input_size
         self.grid_size = (width // self.backend.stride, height // self.backend.stride)
-        self._previous: tuple[np.ndarray, Letterbox] | None = None
+        self._previous: FrameFeatures | None = None
         stride = self.backend.stride
         columns = self.grid_size[0]
         cells = np.arange(self.grid_size[0] * self.grid_size[1])
@@ -86,15 +101,33 @@ class Matcher:
         start = time.perf_counter()
         tensor, box = self.prepare(frame)
         prepared = time.perf_counter()
-        if not self._sequence_features:
-            previous, self._previous = self._previous, (tensor, box)
-            return None if previous is None else self._run(previous, (tensor, box), start)
-        current = (self.backend.features(tensor), box)
+        current = self._extract(tensor, box)
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        raw = self.backend.match_features(previous[0], current[0])
-        return self._finish(raw, previous[1], box, start, prepared, time.perf_counter())
+        raw = self._match_extracted(previous, current)
+        return self._finish(raw, previous.letterbox, box, start, prepared, time.perf_counter())
+
+    def extract(self, image: np.ndarray) -> FrameFeatures:
+        """Compute what matching needs of one image once, to match it many times (a keyframe).
+
+        ``match_extracted(extract(a), extract(b))`` equals ``match(a, b)``.
+        """
+        return self._extract(*self.prepare(image))
+
+    def match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> MatchResult:
+        """Match two images given by ``extract`` of this matcher (timing: no preprocess)."""
+        start = time.perf_counter()
+        raw = self._match_extracted(features0, features1)
+        return self._finish(raw, features0.letterbox, features1.letterbox, start, start, time.perf_counter())
+
+    def _extract(self, tensor: np.ndarray, box: Letterbox) -> FrameFeatures:
+        return FrameFeatures(self.backend.features(tensor) if self._sequence_features else tensor, box)
+
+    def _match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> RawMatches:
+        if self._sequence_features:
+            return self.backend.match_features(features0.data, features1.data)
+        return self.backend.run(features0.data, features1.data)
 
     def reset(self) -> None:
         """Forget the previous frame of sequence mode."""

@@ -43,16 +43,18 @@ class MatchedPair:
 class _SequenceImage:
     header: Any
     image: np.ndarray
+    features: Any = None  # Matcher.extract of the image, kept while it may be a keyframe
 
 
 class MessageMatcher:
     """Runs a ``Matcher`` (``coarse_loftr_ros.Matcher`` or anything with its ``match``,
-    ``match_next`` and ``reset``) on image messages.
+    ``match_next``, ``extract``, ``match_extracted`` and ``reset``) on image messages.
 
     Sequence mode follows ``SequencePairer``'s keyframe policy. With the default policy
     (``keyframe_every=1``, no match threshold: always the previous frame) it uses
-    ``Matcher.match_next``, which computes each frame's CNN features once; with a
-    keyframe policy it matches the keyframe image and the current image with ``match``.
+    ``Matcher.match_next``; with a keyframe policy it keeps the keyframe's
+    ``Matcher.extract`` and matches each frame against it with ``match_extracted``.
+    Either way each frame's CNN features are computed once.
     """
 
     def __init__(self, matcher: Any, keyframe_every: int = 1, keyframe_min_matches: int = 0) -> None:
@@ -70,8 +72,9 @@ class MessageMatcher:
     def match_sequence(self, msg: Any) -> MatchedPair | None:
         """Match the reference frame with this one; ``None`` when it starts a sequence."""
         image = message_to_numpy(msg)  # an ImageError here changes nothing
-        frame = Frame(stamp_to_ns(msg.header.stamp), _SequenceImage(msg.header, image))
         try:
+            features = None if self.uses_match_next else self.matcher.extract(image)
+            frame = Frame(stamp_to_ns(msg.header.stamp), _SequenceImage(msg.header, image, features))
             pair = self.pairer.push(frame)
             if pair is None:
                 # First frame, or time went backwards: start the matcher's sequence here too.
@@ -87,7 +90,7 @@ class MessageMatcher:
                     self.pairer.push(frame)
                     return None
             else:
-                result = self.matcher.match(reference.image, image)
+                result = self.matcher.match_extracted(reference.features, features)
                 self.pairer.report_matches(len(result))
         except Exception:
             self.reset()

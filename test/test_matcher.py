@@ -88,6 +88,21 @@ def test_match_next_pairs_each_frame_with_the_previous(exported_model, freiburg_
     assert matcher.match_next(freiburg_frames[5]) is None
 
 
+@pytest.mark.parametrize("model", ["exported_model", "released_onnx"])
+def test_a_kept_extract_matches_like_match(model, request, freiburg_frames):
+    """A keyframe's ``extract`` matched against later frames gives ``match``'s result, with
+    (exported model) or without (released matrix model) the sequence-mode graphs."""
+    matcher = Matcher(request.getfixturevalue(model))
+    keyframe = matcher.extract(freiburg_frames[0])
+    for frame in freiburg_frames[2:5:2]:
+        result = matcher.match_extracted(keyframe, matcher.extract(frame))
+        expected = matcher.match(freiburg_frames[0], frame)
+        assert len(result) > 0
+        np.testing.assert_array_equal(result.cells0, expected.cells0)
+        np.testing.assert_array_equal(result.cells1, expected.cells1)
+        np.testing.assert_allclose(result.keypoints1, expected.keypoints1, atol=1e-3)
+
+
 def test_threshold_and_max_matches(exported_model, freiburg_frames):
     everything = Matcher(exported_model).match(freiburg_frames[0], freiburg_frames[1])
     strict = Matcher(exported_model, threshold=0.2, max_matches=50).match(freiburg_frames[0], freiburg_frames[1])
