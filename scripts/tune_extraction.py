@@ -6,7 +6,7 @@ the ../shared Freiburg frames (none of them in the training corpus), exports the
 checkpoint once per border value, sweeps the runtime threshold, and prints homography
 AUC@3/5/10 px, precision and match counts for every setting.
 
-    python scripts/tune_extraction.py --checkpoint CKPT [--pairs 48] [--json OUT.json]
+    python scripts/tune_extraction.py --checkpoint CKPT [--pairs 48] [--width 640 --height 480] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--borders", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2])
+    parser.add_argument("--width", type=int, default=640, help="model input width, pixels (default 640)")
+    parser.add_argument("--height", type=int, default=480, help="model input height, pixels (default 480)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -57,7 +59,9 @@ def main() -> None:
         make_homography_set(development_images(tmp / "images"), tmp / "dev", args.pairs, seed=7)
         pairs = read_homography_pairs(tmp / "dev")
         for border in args.borders:
-            model = export_onnx(load_model(args.checkpoint), tmp / f"border{border}.onnx", ExtractionConfig(border=border), sequence_graphs=False)
+            network = load_model(args.checkpoint)
+            network.config = network.config.with_input_size(args.width, args.height)  # checkpoints keep their training size
+            model = export_onnx(network, tmp / f"border{border}.onnx", ExtractionConfig(border=border), sequence_graphs=False)
             for threshold in args.thresholds:
                 scores = evaluate_homographies(matcher_method(Matcher(model, threshold=threshold)), pairs)
                 rows.append({"border": border, "threshold": threshold, **{k: round(v, 2) for k, v in scores.items()}})
