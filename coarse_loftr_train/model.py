@@ -254,12 +254,22 @@ class SubPixelRefinement(nn.Module):
         """Backbone stage ``[B, C, H/f, W/f]`` -> fine features of the same shape."""
         return self.proj(stage)
 
-    def forward(self, fine0: torch.Tensor, fine1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        fine0: torch.Tensor,
+        fine1: torch.Tensor,
+        cells0: torch.Tensor,
+        cells1: torch.Tensor,
+        shift: torch.Tensor | None = None,
+        window: int | None = None,
+    ) -> torch.Tensor:
         """Offsets ``[B, K, 2]`` (x, y pixels) of the matches ``cells0 -> cells1`` (int ``[B, K]``).
 
         The refined match position in image 1 is ``cell_pixel(cells1) + offset``, in
         model-input pixels; the position in image 0 stays ``cell_pixel(cells0)``. Window
-        pixels off image 1's map score zero (as with zero padding).
+        pixels off image 1's map score zero (as with zero padding). ``shift`` (int
+        ``[B, K, 2]``, x and y in fine cells) moves the window's centre, e.g. onto a first
+        estimate; the offset stays relative to the cell's pixel.
         """
         batch, channels, height, width = fine0.shape
         r = self.cells_per_coarse
@@ -271,19 +281,30 @@ class SubPixelRefinement(nn.Module):
         f0 = torch.gather(fine0.reshape(batch, channels, -1), 2, index0[:, None, :].expand(-1, channels, -1)).transpose(1, 2)
         # Image 1: a window around each matched cell's pixel, clamped to the map; rows of
         # a pixel-major copy of the map, so the gather copies whole feature vectors.
-        y = (cells1 // columns * r)[:, :, None] + self.window_dy[None, None, :]  # [B, K, w*w]
-        x = (cells1 % columns * r)[:, :, None] + self.window_dx[None, None, :]
+        if window is None or window == self.window:
+            window, window_dx, window_dy = self.window, self.window_dx, self.window_dy
+        else:  # a smaller search, e.g. around a first estimate
+            steps = torch.arange(-(window // 2), window // 2 + 1, device=cells1.device)
+            window_dy, window_dx = (grid.reshape(-1) for grid in torch.meshgrid(steps, steps, indexing="ij"))
+        centre_y, centre_x = cells1 // columns * r, cells1 % columns * r  # [B, K]
+        if shift is not None:
+            centre_x, centre_y = centre_x + shift[:, :, 0].long(), centre_y + shift[:, :, 1].long()
+        y = centre_y[:, :, None] + window_dy[None, None, :]  # [B, K, w*w]
+        x = centre_x[:, :, None] + window_dx[None, None, :]
         inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
         pixels = height * width
         index1 = y.clamp(0, height - 1) * width + x.clamp(0, width - 1)
         index1 = index1 + (torch.arange(batch, device=index1.device) * pixels)[:, None, None]
         rows1 = fine1.reshape(batch, channels, pixels).transpose(1, 2).reshape(batch * pixels, channels)
-        f1 = rows1[index1.reshape(-1)].reshape(batch, index1.shape[1], self.window * self.window, channels)
+        f1 = rows1[index1.reshape(-1)].reshape(batch, index1.shape[1], window * window, channels)
         scores = (f1 * f0[:, :, None, :]).sum(dim=3) / channels**0.5 * inside.to(f1.dtype)  # [B, K, w*w]
         weights = F.softmax(scores, dim=2)
-        dx = (weights * self.window_dx.to(weights.dtype)).sum(dim=2)
-        dy = (weights * self.window_dy.to(weights.dtype)).sum(dim=2)
-        return torch.stack([dx, dy], dim=2) * self.fine_stride
+        dx = (weights * window_dx.to(weights.dtype)).sum(dim=2)
+        dy = (weights * window_dy.to(weights.dtype)).sum(dim=2)
+        offsets = torch.stack([dx, dy], dim=2)
+        if shift is not None:
+            offsets = offsets + shift.to(offsets.dtype)
+        return offsets * self.fine_stride
 
 
 def similarity_matrix(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -333,15 +354,19 @@ class CoarseLoFTR(nn.Module):
         """The coarse channels of an ``extract_features`` map."""
         return cnn if self.refinement is None else cnn[:, : self.config.d_model]
 
-    def refine_matches(self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
-        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps."""
+    def refine_matches(
+        self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor, shift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps
+        (``shift``: see ``SubPixelRefinement.forward``)."""
+        return self.refinement(self.fine_features(cnn0), self.fine_features(cnn1), cells0, cells1, shift)
+
+    def fine_features(self, cnn: torch.Tensor) -> torch.Tensor:
+        """The fine map ``[B, Cf, H/f, W/f]`` carried in an ``extract_features`` map (undoes its reshape)."""
         if self.refinement is None:
             raise ValueError(f"model {self.config.name!r} has no learned refinement (refine_window is 0)")
-        def fine(cnn: torch.Tensor) -> torch.Tensor:  # undo the reshape of extract_features
-            r = self.refinement.cells_per_coarse
-            return cnn[:, self.config.d_model :].reshape(cnn.shape[0], -1, cnn.shape[2] * r, cnn.shape[3] * r)
-
-        return self.refinement(fine(cnn0), fine(cnn1), cells0, cells1)
+        r = self.refinement.cells_per_coarse
+        return cnn[:, self.config.d_model :].reshape(cnn.shape[0], -1, cnn.shape[2] * r, cnn.shape[3] * r)
 
     def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coarse CNN maps of both images -> transformed features ``[B, L, C]``."""

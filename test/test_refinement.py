@@ -31,6 +31,40 @@ def test_offsets_recover_a_known_shift_of_the_fine_features():
     torch.testing.assert_close(offsets, torch.tensor([[[4.0, 0.0]] * 3]), atol=0.05, rtol=0)
 
 
+def test_a_shifted_window_reaches_beyond_the_first_one():
+    """Re-centring (``shift``): a displacement of 3 fine cells, outside the 5x5 window (+-2)
+    around the cell, is found exactly once the window is centred 2 cells over."""
+    model = CoarseLoFTR(refined_config())
+    torch.manual_seed(5)
+    fine0 = torch.randn(1, 16, 32, 40) * 4
+    fine1 = torch.roll(fine0, shifts=(-1, 3), dims=(2, 3))  # content moves 3 right, 1 up
+    cells = torch.tensor([[2 * 10 + 3, 4 * 10 + 4, 5 * 10 + 5]])
+    shift = torch.tensor([[[2, 0]] * 3])
+    offsets = model.refinement(fine0, fine1, cells, cells, shift)
+    torch.testing.assert_close(offsets, torch.tensor([[[12.0, -4.0]] * 3]), atol=0.05, rtol=0)
+
+
+def test_both_way_refinement_moves_both_keypoints_symmetrically():
+    from coarse_loftr_train.export import LearnedRefinement
+
+    model = CoarseLoFTR(refined_config()).eval()
+    torch.manual_seed(4)
+    fine0 = torch.randn(1, 16, 32, 40) * 4
+    dx, dy = 1, -2  # fine cells
+    fine1 = torch.roll(fine0, shifts=(dy, dx), dims=(2, 3))
+
+    def features(fine: torch.Tensor) -> torch.Tensor:  # the layout of extract_features
+        return torch.cat([torch.zeros(1, 32, 8, 10), fine.reshape(1, -1, 8, 10)], dim=1)
+
+    cells = torch.tensor([[2 * 10 + 3, 4 * 10 + 4, 5 * 10 + 5]])
+    points = torch.tensor([[[48.0, 32.0], [64.0, 64.0], [80.0, 80.0]]])  # the cells' pixels
+    with torch.no_grad():
+        kp0, kp1 = LearnedRefinement((10, 8), (10, 8), 16, model)(features(fine0), features(fine1), cells, cells)
+    half = torch.tensor([2.0 * dx, 2.0 * dy])
+    torch.testing.assert_close(kp0, points - half, atol=0.05, rtol=0)
+    torch.testing.assert_close(kp1, points + half, atol=0.05, rtol=0)
+
+
 def test_window_off_the_map_scores_zero_like_zero_padding():
     """Matches at the image border: window pixels outside the fine map score 0."""
     model = CoarseLoFTR(refined_config())
