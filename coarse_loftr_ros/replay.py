@@ -43,8 +43,10 @@ import numpy as np
 
 from .errors import CoarseLoftrError, ImageError
 from .image_conversion import SUPPORTED_ENCODINGS, numpy_to_image_fields
+from .match_array import MATCH_ARRAY_TYPENAME, match_array_typestore, rosbags_match_array
 from .message_matching import MatchedPair, MessageMatcher
 from .node_params import PARAMETERS
+from .overlay import draw_matches
 from .pairing import Frame, StereoPairer, stamp_to_ns
 
 NODE_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
@@ -483,8 +485,6 @@ class OutputBag:
 
     def __init__(self, path: Path, storage: str = "mcap", matches_topic: str = "/matches", overlay_topic: str | None = None) -> None:
         rosbags = _rosbags()
-        from .match_array import MATCH_ARRAY_TYPENAME, match_array_typestore
-
         if path.suffix in BAG_SUFFIXES:
             raise BagError(f"--output {path} names a storage file; rosbag2 output is a directory: pass {path.with_suffix('')}")
         if path.exists():
@@ -507,8 +507,6 @@ class OutputBag:
 
     def write_matches(self, log_time_ns: int, matched: MatchedPair, latency_ms: float) -> None:
         """One ``MatchArray`` (header = image 1's header) at ``log_time_ns``."""
-        from .match_array import rosbags_match_array
-
         message = rosbags_match_array(self.typestore, matched.result, matched.header0, matched.header1, latency_ms)
         self.writer.write(self.matches, log_time_ns, self.typestore.serialize_cdr(message, self.match_array_type))
         self.match_count += 1
@@ -724,8 +722,6 @@ def _replay_loop(
             output.write_matches(item.log_time_ns, matched, latency_ms)
             picture = None
             if config.overlay:
-                from .overlay import draw_matches
-
                 picture = draw_matches(matched.image0, matched.image1, matched.result, max_lines=config.overlay_max_lines)
                 output.write_overlay(item.log_time_ns, matched.header1, picture)
             summary.pairs += 1

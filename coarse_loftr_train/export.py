@@ -248,10 +248,10 @@ def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
     """``auto``: the model's learned refinement when it has one, else ``expectation``."""
     if refinement == "auto":
         return "learned" if model.refinement is not None else "expectation"
-    if refinement.startswith("learned") and model.refinement is None:
-        raise ValueError(f"model {model.config.name!r} has no learned refinement (refine_window is 0)")
     if refinement not in REFINEMENTS:
         raise ValueError(f"unknown refinement {refinement!r}; choose auto, {', '.join(REFINEMENTS)}")
+    if issubclass(REFINEMENTS[refinement], OneWayRefinement) and model.refinement is None:
+        raise ValueError(f"model {model.config.name!r} has no learned refinement (refine_window is 0)")
     return refinement
 
 
@@ -267,11 +267,9 @@ class FeatureMatcher(nn.Module):
         grid = _grid(model.config)
         self.model = model
         self.extraction = MatchExtraction(grid, extraction)
-        refinement = resolve_refinement(model, refinement)
-        if refinement.startswith("learned"):
-            self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride, model)
-        else:
-            self.refinement = REFINEMENTS[refinement](grid, grid, model.config.coarse_stride)
+        kind = REFINEMENTS[resolve_refinement(model, refinement)]
+        learned = (model,) if issubclass(kind, OneWayRefinement) else ()  # learned ones read the model's weights
+        self.refinement = kind(grid, grid, model.config.coarse_stride, *learned)
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feat0, feat1 = self.model.transform(features0, features1)

@@ -226,6 +226,13 @@ class LocalFeatureTransformer(nn.Module):
         return feat0, feat1
 
 
+def window_offsets(window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dy) of the cells of a ``window x window`` square around its centre, row-major, int64 ``[w*w]``."""
+    half = window // 2
+    dy, dx = torch.meshgrid(torch.arange(-half, half + 1), torch.arange(-half, half + 1), indexing="ij")
+    return dx.reshape(-1), dy.reshape(-1)
+
+
 class SubPixelRefinement(nn.Module):
     """Learned sub-pixel refinement of coarse matches (optional, ``config.refine_window``).
 
@@ -245,10 +252,9 @@ class SubPixelRefinement(nn.Module):
         self.cells_per_coarse = config.coarse_stride // config.fine_stride
         self.fine_stride = config.fine_stride
         self.proj = nn.Conv2d(channels, channels, kernel_size=1, bias=True)
-        half = self.window // 2
-        dy, dx = torch.meshgrid(torch.arange(-half, half + 1), torch.arange(-half, half + 1), indexing="ij")
-        self.register_buffer("window_dx", dx.reshape(-1), persistent=False)
-        self.register_buffer("window_dy", dy.reshape(-1), persistent=False)
+        dx, dy = window_offsets(self.window)
+        self.register_buffer("window_dx", dx, persistent=False)
+        self.register_buffer("window_dy", dy, persistent=False)
 
     def features(self, stage: torch.Tensor) -> torch.Tensor:
         """Backbone stage ``[B, C, H/f, W/f]`` -> fine features of the same shape."""
@@ -283,9 +289,8 @@ class SubPixelRefinement(nn.Module):
         # a pixel-major copy of the map, so the gather copies whole feature vectors.
         if window is None or window == self.window:
             window, window_dx, window_dy = self.window, self.window_dx, self.window_dy
-        else:  # a smaller search, e.g. around a first estimate
-            steps = torch.arange(-(window // 2), window // 2 + 1, device=cells1.device)
-            window_dy, window_dx = (grid.reshape(-1) for grid in torch.meshgrid(steps, steps, indexing="ij"))
+        else:  # a smaller search, e.g. around a first estimate (constants in an exported graph)
+            window_dx, window_dy = (offsets.to(cells1.device) for offsets in window_offsets(window))
         centre_y, centre_x = cells1 // columns * r, cells1 % columns * r  # [B, K]
         if shift is not None:
             centre_x, centre_y = centre_x + shift[:, :, 0].long(), centre_y + shift[:, :, 1].long()
@@ -354,12 +359,9 @@ class CoarseLoFTR(nn.Module):
         """The coarse channels of an ``extract_features`` map."""
         return cnn if self.refinement is None else cnn[:, : self.config.d_model]
 
-    def refine_matches(
-        self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor, shift: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps
-        (``shift``: see ``SubPixelRefinement.forward``)."""
-        return self.refinement(self.fine_features(cnn0), self.fine_features(cnn1), cells0, cells1, shift)
+    def refine_matches(self, cnn0: torch.Tensor, cnn1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
+        """Sub-pixel offsets ``[B, K, 2]`` (pixels) of matches ``cells0 -> cells1`` from two feature maps."""
+        return self.refinement(self.fine_features(cnn0), self.fine_features(cnn1), cells0, cells1)
 
     def fine_features(self, cnn: torch.Tensor) -> torch.Tensor:
         """The fine map ``[B, Cf, H/f, W/f]`` carried in an ``extract_features`` map (undoes its reshape)."""

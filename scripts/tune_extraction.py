@@ -58,9 +58,9 @@ def main() -> None:
         tmp = Path(tmp)
         make_homography_set(development_images(tmp / "images"), tmp / "dev", args.pairs, seed=7)
         pairs = read_homography_pairs(tmp / "dev")
+        network = load_model(args.checkpoint)
+        network.config = network.config.with_input_size(args.width, args.height)  # checkpoints keep their training size
         for border in args.borders:
-            network = load_model(args.checkpoint)
-            network.config = network.config.with_input_size(args.width, args.height)  # checkpoints keep their training size
             model = export_onnx(network, tmp / f"border{border}.onnx", ExtractionConfig(border=border), sequence_graphs=False)
             for threshold in args.thresholds:
                 scores = evaluate_homographies(matcher_method(Matcher(model, threshold=threshold)), pairs)
