@@ -157,15 +157,22 @@ class LinearAttention(nn.Module):
         super().__init__()
         self.eps = eps
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """query ``[..., L, D]``, key/value ``[..., S, D]`` -> ``[..., L, D]`` (``...``: batch, heads)."""
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, merge: torch.Tensor | None = None) -> torch.Tensor:
+        """query ``[..., L, D]``, key/value ``[..., S, D]`` -> ``[..., L, D]`` (``...``: batch, heads).
+
+        ``merge`` ``[D, E]``, optional, is a linear map applied to the result (``[..., L, E]``
+        out), folded into the small ``[D, D]`` key-value product instead of run on L rows.
+        """
         q = elu_plus_one(query)
         k = elu_plus_one(key)
         length = value.shape[-2]
-        v = value / length
-        kv = torch.matmul(k.transpose(-2, -1), v)  # [..., D, D]
-        normaliser = 1.0 / (torch.matmul(q, k.sum(dim=-2, keepdim=True).transpose(-2, -1)) + self.eps)  # [..., L, 1]
-        return torch.matmul(q, kv) * normaliser * length
+        # Means over the keys rather than sums (as LoFTR's division by the length): float16 range.
+        kv = torch.matmul(k.transpose(-2, -1), value) / length  # [..., D, D]
+        if merge is not None:
+            kv = torch.matmul(kv, merge)
+        k_mean = k.sum(dim=-2, keepdim=True).transpose(-2, -1) / length  # [..., D, 1]
+        normaliser = 1.0 / (torch.matmul(q, k_mean) + self.eps / length)  # [..., L, 1]
+        return torch.matmul(q, kv) * normaliser
 
 
 class EncoderLayer(nn.Module):
@@ -192,12 +199,12 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """x ``[B, L, C]`` attends to source ``[B, S, C]``."""
         batch, length, channels = x.shape
-        if self.nhead == 1:  # no head axis: fewer reshapes and transposes in the exported graph
-            message = self.attention(self.q_proj(x), self.k_proj(source), self.v_proj(source))
+        if self.nhead == 1:  # no head axis, the merge folded into the attention: fewer graph nodes
+            message = self.attention(self.q_proj(x), self.k_proj(source), self.v_proj(source), self.merge.weight.t())
         else:
             message = self.attention(self._heads(self.q_proj(x)), self._heads(self.k_proj(source)), self._heads(self.v_proj(source)))
-            message = message.transpose(1, 2).reshape(batch, length, channels)
-        message = self.norm1(self.merge(message))
+            message = self.merge(message.transpose(1, 2).reshape(batch, length, channels))
+        message = self.norm1(message)
         message = self.norm2(self.mlp(torch.cat([x, message], dim=2)))
         return x + message
 
@@ -209,10 +216,20 @@ class LocalFeatureTransformer(nn.Module):
         super().__init__()
         self.layer_names = config.layer_names
         self.layers = nn.ModuleList(EncoderLayer(config.d_model, config.d_ffn, config.nhead) for _ in config.layer_names)
+        # The leading self-attention layers see one image each: a sequence can run them once per frame.
+        self.per_image_layers = next((i for i, name in enumerate(self.layer_names) if name != "self"), len(self.layer_names))
 
-    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, feat: torch.Tensor) -> torch.Tensor:
+        """The per-image layers (``per_image_layers``) on ``[B, L, C]`` features of any images."""
+        for layer in self.layers[: self.per_image_layers]:
+            feat = layer(feat, feat)
+        return feat
+
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[B, L, C]`` of both images through the layers from ``start`` on (``start =
+        per_image_layers``: features that went through ``encode`` already)."""
         batch = feat0.shape[0]
-        for layer, name in zip(self.layers, self.layer_names):
+        for layer, name in zip(self.layers[start:], self.layer_names[start:]):
             if name == "self" and feat0.shape == feat1.shape:
                 # Both images in one batch: half the graph nodes, same result.
                 both = torch.cat([feat0, feat1], dim=0)
@@ -233,16 +250,34 @@ def window_offsets(window: int) -> tuple[torch.Tensor, torch.Tensor]:
     return dx.reshape(-1), dy.reshape(-1)
 
 
+def cell_neighbourhoods(height: int, width: int, cells_per_coarse: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each coarse cell of a ``height x width`` fine map (cells row-major), the fine pixels
+    of the ``(2 radius + 1)^2`` square around the cell's pixel.
+
+    Returns the pixels' row-major indices ``[L, n]`` (int64, clamped to the map) and whether
+    each lies on the map (float 1/0). The square is row-major, so its centre is column
+    ``n // 2``. Depends on shapes only: a constant in an exported graph.
+    """
+    r = cells_per_coarse
+    ys, xs = torch.meshgrid(torch.arange(height // r) * r, torch.arange(width // r) * r, indexing="ij")
+    dx, dy = window_offsets(2 * radius + 1)
+    y = ys.reshape(-1, 1) + dy
+    x = xs.reshape(-1, 1) + dx
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.float()
+
+
 class SubPixelRefinement(nn.Module):
     """Learned sub-pixel refinement of coarse matches (optional, ``config.refine_window``).
 
     The fine features are a 1x1 projection of the backbone stage at the fine stride
-    (``coarse_stride / 4`` pixels). For a match of coarse cells (i, j), the fine feature
-    of image 0 at cell i's pixel is correlated with a ``window x window`` patch of image
-    1's fine features centred on cell j's pixel; a softmax over the patch and its
-    expectation (soft-argmax) give the offset, in model-input pixels, of the match from
-    cell j's pixel. Only gathers, multiplies, sums and a softmax: ONNX/TensorRT friendly
-    with static shapes.
+    (``coarse_stride / 4`` pixels), kept channels-last ``[B, Hf, Wf, C]`` so that a pixel's
+    feature is one contiguous row. For a match of coarse cells (i, j), the fine feature of
+    image 0 at cell i's pixel is correlated with a ``window x window`` patch of image 1's
+    fine features centred on cell j's pixel; a softmax over the patch and its expectation
+    (soft-argmax) give the offset, in model-input pixels, of the match from cell j's pixel.
+    Patch pixels off image 1's map score zero (as with zero padding). Only gathers,
+    matrix products and a softmax: ONNX/TensorRT friendly with static shapes.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -252,64 +287,55 @@ class SubPixelRefinement(nn.Module):
         self.cells_per_coarse = config.coarse_stride // config.fine_stride
         self.fine_stride = config.fine_stride
         self.proj = nn.Conv2d(channels, channels, kernel_size=1, bias=True)
-        dx, dy = window_offsets(self.window)
-        self.register_buffer("window_dx", dx, persistent=False)
-        self.register_buffer("window_dy", dy, persistent=False)
 
     def features(self, stage: torch.Tensor) -> torch.Tensor:
-        """Backbone stage ``[B, C, H/f, W/f]`` -> fine features of the same shape."""
-        return self.proj(stage)
+        """Backbone stage ``[B, C, Hf, Wf]`` -> fine features, channels-last ``[B, Hf, Wf, C]``."""
+        return self.proj(stage).permute(0, 2, 3, 1)
 
-    def forward(
-        self,
-        fine0: torch.Tensor,
-        fine1: torch.Tensor,
-        cells0: torch.Tensor,
-        cells1: torch.Tensor,
-        shift: torch.Tensor | None = None,
-        window: int | None = None,
-    ) -> torch.Tensor:
+    def correlate(self, fine0: torch.Tensor, fine1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor, radius: int) -> torch.Tensor:
+        """Scores ``[B, K, (2 radius + 1)^2]`` of image 0's fine feature at each ``cells0``
+        pixel against the square of image 1's fine features around the ``cells1`` pixel
+        (row-major; zero off the map). Fine maps channels-last ``[B, Hf, Wf, C]``, cells int ``[B, K]``."""
+        batch, height, width, channels = fine0.shape
+        index, inside = (t.to(fine0.device) for t in cell_neighbourhoods(height, width, self.cells_per_coarse, radius))
+        centre = index[:, index.shape[1] // 2]  # [L]: each cell's own pixel
+        cells0, cells1 = cells0.long(), cells1.long()
+        start = (torch.arange(batch, device=fine0.device) * (height * width))[:, None]  # first row of each image
+        f0 = fine0.reshape(-1, channels)[centre[cells0] + start]  # [B, K, C]
+        f1 = fine1.reshape(-1, channels)[index[cells1] + start[:, :, None]]  # [B, K, n, C]
+        scores = torch.matmul(f1, f0[..., None] / channels**0.5).squeeze(3)  # [B, K, n]
+        return scores * inside[cells1]
+
+    @staticmethod
+    def soft_argmax(scores: torch.Tensor, window: int, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Expected (x, y) ``[B, K, 2]``, in fine cells from the square's centre, over the
+        ``window x window`` part of a square of ``scores`` ``[B, K, side^2]`` (from
+        ``correlate``) centred ``shift`` (int ``[B, K, 2]``, x and y; default 0) from its centre."""
+        side = math.isqrt(scores.shape[-1])
+        dx, dy = (t.to(scores.device) for t in window_offsets(window))
+        column, row = dx + side // 2, dy + side // 2  # [w*w] within the square
+        if shift is None:
+            if window < side:  # the central window x window part (a Slice in a graph)
+                first = side // 2 - window // 2
+                square = scores.unflatten(2, (side, side))[:, :, first : first + window, first : first + window]
+                scores = square.flatten(2)
+        else:
+            limit = side // 2 - window // 2
+            shift = shift.long().clamp(-limit, limit)
+            picked = (row + shift[..., 1:]) * side + (column + shift[..., :1])  # [B, K, w*w]
+            scores = torch.gather(scores, 2, picked)
+        steps = torch.stack([dx, dy], dim=1).to(scores.dtype)  # [w*w, 2]
+        offsets = torch.matmul(F.softmax(scores, dim=2), steps)
+        return offsets if shift is None else offsets + shift.to(offsets.dtype)
+
+    def forward(self, fine0: torch.Tensor, fine1: torch.Tensor, cells0: torch.Tensor, cells1: torch.Tensor) -> torch.Tensor:
         """Offsets ``[B, K, 2]`` (x, y pixels) of the matches ``cells0 -> cells1`` (int ``[B, K]``).
 
         The refined match position in image 1 is ``cell_pixel(cells1) + offset``, in
-        model-input pixels; the position in image 0 stays ``cell_pixel(cells0)``. Window
-        pixels off image 1's map score zero (as with zero padding). ``shift`` (int
-        ``[B, K, 2]``, x and y in fine cells) moves the window's centre, e.g. onto a first
-        estimate; the offset stays relative to the cell's pixel.
+        model-input pixels; the position in image 0 stays ``cell_pixel(cells0)``.
         """
-        batch, channels, height, width = fine0.shape
-        r = self.cells_per_coarse
-        columns = width // r
-        cells0 = cells0.long()
-        cells1 = cells1.long()
-        # Image 0: the fine feature at each matched cell's pixel, [B, K, C].
-        index0 = (cells0 // columns) * r * width + (cells0 % columns) * r  # [B, K]
-        f0 = torch.gather(fine0.reshape(batch, channels, -1), 2, index0[:, None, :].expand(-1, channels, -1)).transpose(1, 2)
-        # Image 1: a window around each matched cell's pixel, clamped to the map; rows of
-        # a pixel-major copy of the map, so the gather copies whole feature vectors.
-        if window is None or window == self.window:
-            window, window_dx, window_dy = self.window, self.window_dx, self.window_dy
-        else:  # a smaller search, e.g. around a first estimate (constants in an exported graph)
-            window_dx, window_dy = (offsets.to(cells1.device) for offsets in window_offsets(window))
-        centre_y, centre_x = cells1 // columns * r, cells1 % columns * r  # [B, K]
-        if shift is not None:
-            centre_x, centre_y = centre_x + shift[:, :, 0].long(), centre_y + shift[:, :, 1].long()
-        y = centre_y[:, :, None] + window_dy[None, None, :]  # [B, K, w*w]
-        x = centre_x[:, :, None] + window_dx[None, None, :]
-        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-        pixels = height * width
-        index1 = y.clamp(0, height - 1) * width + x.clamp(0, width - 1)
-        index1 = index1 + (torch.arange(batch, device=index1.device) * pixels)[:, None, None]
-        rows1 = fine1.reshape(batch, channels, pixels).transpose(1, 2).reshape(batch * pixels, channels)
-        f1 = rows1[index1.reshape(-1)].reshape(batch, index1.shape[1], window * window, channels)
-        scores = (f1 * f0[:, :, None, :]).sum(dim=3) / channels**0.5 * inside.to(f1.dtype)  # [B, K, w*w]
-        weights = F.softmax(scores, dim=2)
-        dx = (weights * window_dx.to(weights.dtype)).sum(dim=2)
-        dy = (weights * window_dy.to(weights.dtype)).sum(dim=2)
-        offsets = torch.stack([dx, dy], dim=2)
-        if shift is not None:
-            offsets = offsets + shift.to(offsets.dtype)
-        return offsets * self.fine_stride
+        scores = self.correlate(fine0, fine1, cells0, cells1, self.window // 2)
+        return self.soft_argmax(scores, self.window) * self.fine_stride
 
 
 def similarity_matrix(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -341,18 +367,30 @@ class CoarseLoFTR(nn.Module):
         self.loftr_coarse = LocalFeatureTransformer(config)
         self.refinement = SubPixelRefinement(config) if config.refine_window else None
 
-    def extract_features(self, image: torch.Tensor) -> torch.Tensor:
+    def extract_features(self, image: torch.Tensor, encode: bool = False) -> torch.Tensor:
         """Image ``[B, 1, H, W]`` in [0, 1] -> coarse CNN features ``[B, C, H/s, W/s]``.
 
-        With a learned refinement the map also carries the fine features ``[B, Cf, H/f,
-        W/f]``, reshaped (a free reinterpretation of their memory, not a pixel unshuffle)
-        to ``[B, Cf * r * r, H/s, W/s]`` (r = coarse / fine stride) and appended to the
-        coarse channels, so one tensor per image still holds everything matching needs.
+        With a learned refinement the map also carries the channels-last fine features
+        ``[B, H/f, W/f, Cf]``, reshaped (a free reinterpretation of their memory, not a pixel
+        unshuffle) to ``[B, Cf * r * r, H/s, W/s]`` (r = coarse / fine stride) and appended to
+        the coarse channels, so one tensor per image still holds everything matching needs
+        (``fine_features`` takes them out again).
+
+        ``encode``: the coarse channels hold instead the image's tokens ``[B, L, C]`` after
+        the position encoding and the transformer's per-image layers (the part of matching
+        that sees this image only, so a sequence computes it once per frame), reinterpreted
+        the same way as ``[B, C, H/s, W/s]``. Pass such maps to ``transform(..., encoded=True)``.
         """
         if self.refinement is None:
-            return self.backbone(image)
-        coarse, stage = self.backbone.forward_with_stage(image)
-        fine = self.refinement.features(stage)
+            coarse, fine = self.backbone(image), None
+        else:
+            coarse, stage = self.backbone.forward_with_stage(image)
+            fine = self.refinement.features(stage)
+        if encode:
+            tokens = self.loftr_coarse.encode(self.tokens(coarse))
+            coarse = tokens.reshape(coarse.shape)
+        if fine is None:
+            return coarse
         return torch.cat([coarse, fine.reshape(coarse.shape[0], -1, *coarse.shape[2:])], dim=1)
 
     def coarse_part(self, cnn: torch.Tensor) -> torch.Tensor:
@@ -364,18 +402,26 @@ class CoarseLoFTR(nn.Module):
         return self.refinement(self.fine_features(cnn0), self.fine_features(cnn1), cells0, cells1)
 
     def fine_features(self, cnn: torch.Tensor) -> torch.Tensor:
-        """The fine map ``[B, Cf, H/f, W/f]`` carried in an ``extract_features`` map (undoes its reshape)."""
+        """The channels-last fine map ``[B, H/f, W/f, Cf]`` carried in an ``extract_features`` map (undoes its reshape)."""
         if self.refinement is None:
             raise ValueError(f"model {self.config.name!r} has no learned refinement (refine_window is 0)")
         r = self.refinement.cells_per_coarse
-        return cnn[:, self.config.d_model :].reshape(cnn.shape[0], -1, cnn.shape[2] * r, cnn.shape[3] * r)
+        return cnn[:, self.config.d_model :].reshape(cnn.shape[0], cnn.shape[2] * r, cnn.shape[3] * r, -1)
 
-    def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coarse CNN maps of both images -> transformed features ``[B, L, C]``."""
-        cnn0, cnn1 = self.coarse_part(cnn0), self.coarse_part(cnn1)
-        feat0 = self.pos_encoding(cnn0).flatten(2).transpose(1, 2)
-        feat1 = self.pos_encoding(cnn1).flatten(2).transpose(1, 2)
-        return self.loftr_coarse(feat0, feat1)
+    def tokens(self, coarse: torch.Tensor) -> torch.Tensor:
+        """Coarse map ``[B, C, H/s, W/s]`` -> position-encoded tokens ``[B, L, C]``, row-major cells."""
+        return self.pos_encoding(coarse).flatten(2).transpose(1, 2)
+
+    def transform(self, cnn0: torch.Tensor, cnn1: torch.Tensor, encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature maps of both images -> transformed features ``[B, L, C]``.
+
+        ``encoded``: the maps come from ``extract_features(..., encode=True)``.
+        """
+        coarse0, coarse1 = self.coarse_part(cnn0), self.coarse_part(cnn1)
+        if encoded:
+            flat = (coarse0.shape[0], -1, self.config.d_model)
+            return self.loftr_coarse(coarse0.reshape(flat), coarse1.reshape(flat), start=self.loftr_coarse.per_image_layers)
+        return self.loftr_coarse(self.tokens(coarse0), self.tokens(coarse1))
 
     def similarity(self, cnn0: torch.Tensor, cnn1: torch.Tensor) -> torch.Tensor:
         """Coarse CNN maps of both images -> dual-softmax logits ``[B, L0, L1]``."""

@@ -19,29 +19,30 @@ def refined_config(width: int = 160, height: int = 128) -> ModelConfig:
 def test_offsets_recover_a_known_shift_of_the_fine_features():
     model = CoarseLoFTR(refined_config())
     torch.manual_seed(0)
-    fine0 = torch.randn(1, 16, 32, 40) * 4  # fine grid of a 160x128 input at stride 4
+    fine0 = torch.randn(1, 32, 40, 16) * 4  # channels-last fine grid of a 160x128 input at stride 4
     dx, dy = 1, -2  # fine cells
-    fine1 = torch.roll(fine0, shifts=(dy, dx), dims=(2, 3))
+    fine1 = torch.roll(fine0, shifts=(dy, dx), dims=(1, 2))
     columns = 10
     cells = torch.tensor([[2 * columns + 3, 4 * columns + 5, 5 * columns + 6]])
     offsets = model.refinement(fine0, fine1, cells, cells)
     torch.testing.assert_close(offsets, torch.tensor([[[4.0 * dx, 4.0 * dy]] * 3]), atol=0.05, rtol=0)
     # Matching the cell one to the right moves the offset by one coarse cell (4 fine cells) less.
-    offsets = model.refinement(fine0, torch.roll(fine0, shifts=(0, 5), dims=(2, 3)), cells, cells + 1)
+    offsets = model.refinement(fine0, torch.roll(fine0, shifts=(0, 5), dims=(1, 2)), cells, cells + 1)
     torch.testing.assert_close(offsets, torch.tensor([[[4.0, 0.0]] * 3]), atol=0.05, rtol=0)
 
 
 def test_a_shifted_window_reaches_beyond_the_first_one():
     """Re-centring (``shift``): a displacement of 3 fine cells, outside the 5x5 window (+-2)
-    around the cell, is found exactly once the window is centred 2 cells over."""
-    model = CoarseLoFTR(refined_config())
+    around the cell, is found exactly once a 3x3 window is centred 2 cells over."""
+    refinement = CoarseLoFTR(refined_config()).refinement
     torch.manual_seed(5)
-    fine0 = torch.randn(1, 16, 32, 40) * 4
-    fine1 = torch.roll(fine0, shifts=(-1, 3), dims=(2, 3))  # content moves 3 right, 1 up
+    fine0 = torch.randn(1, 32, 40, 16) * 4
+    fine1 = torch.roll(fine0, shifts=(-1, 3), dims=(1, 2))  # content moves 3 right, 1 up
     cells = torch.tensor([[2 * 10 + 3, 4 * 10 + 4, 5 * 10 + 5]])
-    shift = torch.tensor([[[2, 0]] * 3])
-    offsets = model.refinement(fine0, fine1, cells, cells, shift)
-    torch.testing.assert_close(offsets, torch.tensor([[[12.0, -4.0]] * 3]), atol=0.05, rtol=0)
+    scores = refinement.correlate(fine0, fine1, cells, cells, radius=3)
+    assert scores.shape == (1, 3, 49)
+    shifted = refinement.soft_argmax(scores, 3, torch.tensor([[[2, 0]] * 3]))
+    torch.testing.assert_close(shifted, torch.tensor([[[3.0, -1.0]] * 3]), atol=0.02, rtol=0)
 
 
 def test_both_way_refinement_moves_both_keypoints_symmetrically():
@@ -49,9 +50,9 @@ def test_both_way_refinement_moves_both_keypoints_symmetrically():
 
     model = CoarseLoFTR(refined_config()).eval()
     torch.manual_seed(4)
-    fine0 = torch.randn(1, 16, 32, 40) * 4
+    fine0 = torch.randn(1, 32, 40, 16) * 4
     dx, dy = 1, -2  # fine cells
-    fine1 = torch.roll(fine0, shifts=(dy, dx), dims=(2, 3))
+    fine1 = torch.roll(fine0, shifts=(dy, dx), dims=(1, 2))
 
     def features(fine: torch.Tensor) -> torch.Tensor:  # the layout of extract_features
         return torch.cat([torch.zeros(1, 32, 8, 10), fine.reshape(1, -1, 8, 10)], dim=1)
@@ -65,24 +66,38 @@ def test_both_way_refinement_moves_both_keypoints_symmetrically():
     torch.testing.assert_close(kp1, points + half, atol=0.05, rtol=0)
 
 
+def zero_padded_soft_argmax(fine0, fine1, cell0, cell1, window, shift=(0, 0), columns=10):
+    """Reference: the soft-argmax (fine cells) over a window cut from a zero-padded channels-last map."""
+    pad = 4
+    padded = torch.nn.functional.pad(fine1, (0, 0, pad, pad, pad, pad))
+    f0 = fine0[cell0 // columns * 4, cell0 % columns * 4]
+    y = cell1 // columns * 4 + pad + shift[1]  # window centre in the padded map
+    x = cell1 % columns * 4 + pad + shift[0]
+    half = window // 2
+    patch = padded[y - half : y + half + 1, x - half : x + half + 1]  # [w, w, C]
+    weights = torch.softmax((patch * f0).sum(-1).reshape(-1) / 4.0, 0).reshape(window, window)
+    steps = torch.arange(-half, half + 1, dtype=torch.float32)
+    return torch.stack([(weights * steps[None, :]).sum() + shift[0], (weights * steps[:, None]).sum() + shift[1]])
+
+
 def test_window_off_the_map_scores_zero_like_zero_padding():
-    """Matches at the image border: window pixels outside the fine map score 0."""
-    model = CoarseLoFTR(refined_config())
+    """Matches at the image border: window pixels outside the fine map score 0, in the
+    first window and in a re-centred one."""
+    refinement = CoarseLoFTR(refined_config()).refinement
     torch.manual_seed(3)
-    fine0, fine1 = torch.randn(2, 1, 16, 32, 40)
+    fine0, fine1 = torch.randn(2, 1, 32, 40, 16)
     columns, rows = 10, 8
     cells0 = torch.tensor([[0, 11, 35, 79, 70, 9]])
     cells1 = torch.tensor([[0, columns - 1, (rows - 1) * columns, rows * columns - 1, 44, 5]])
-    offsets = model.refinement(fine0, fine1, cells0, cells1)
-    padded = torch.nn.functional.pad(fine1, (2, 2, 2, 2))
+    offsets = refinement(fine0, fine1, cells0, cells1)
+    shift = torch.tensor([[[-2, -1], [2, 0], [-1, 2], [2, 2], [0, -2], [1, -2]]])
+    scores = refinement.correlate(fine0, fine1, cells0, cells1, radius=3)
+    shifted = refinement.soft_argmax(scores, 3, shift)
     for k, (c0, c1) in enumerate(zip(cells0[0].tolist(), cells1[0].tolist())):
-        f0 = fine0[0, :, c0 // columns * 4, c0 % columns * 4]
-        y, x = c1 // columns * 4 + 2, c1 % columns * 4 + 2  # centre in the padded map
-        window = padded[0, :, y - 2 : y + 3, x - 2 : x + 3]  # [C, 5, 5]
-        weights = torch.softmax((f0[:, None, None] * window).sum(0).reshape(-1) / 4.0, 0).reshape(5, 5)
-        steps = torch.arange(-2, 3, dtype=torch.float32)
-        expected = torch.stack([(weights * steps[None, :]).sum(), (weights * steps[:, None]).sum()]) * 4
+        expected = zero_padded_soft_argmax(fine0[0], fine1[0], c0, c1, 5) * 4  # pixels
         torch.testing.assert_close(offsets[0, k], expected, atol=1e-5, rtol=0)
+        expected = zero_padded_soft_argmax(fine0[0], fine1[0], c0, c1, 3, tuple(shift[0, k].tolist()))
+        torch.testing.assert_close(shifted[0, k], expected, atol=1e-5, rtol=0)
 
 
 def test_feature_map_carries_the_fine_features_losslessly():
@@ -93,8 +108,27 @@ def test_feature_map_carries_the_fine_features_losslessly():
         coarse, stage = model.backbone.forward_with_stage(image)
         fine = model.refinement.features(stage)
     assert packed.shape == (1, 32 + 16 * 16, 8, 10)
+    assert fine.shape == (1, 32, 40, 16)  # channels-last
     torch.testing.assert_close(packed[:, :32], coarse)
     torch.testing.assert_close(packed[:, 32:].reshape(fine.shape), fine)
+    torch.testing.assert_close(model.fine_features(packed), fine)
+
+
+def test_per_frame_encoding_gives_the_same_transformed_features():
+    """``extract_features(encode=True)`` runs the position encoding and the leading self
+    layer per image; the rest of the transformer on such maps equals the whole one."""
+    model = CoarseLoFTR(refined_config()).eval()
+    assert model.loftr_coarse.per_image_layers == 1  # self, cross, self, cross
+    images = torch.rand(2, 1, 128, 160)
+    with torch.no_grad():
+        plain = model.extract_features(images)
+        encoded = model.extract_features(images, encode=True)
+        expected = model.transform(plain[:1], plain[1:])
+        found = model.transform(encoded[:1], encoded[1:], encoded=True)
+    assert encoded.shape == plain.shape
+    torch.testing.assert_close(encoded[:, 32:], plain[:, 32:])  # fine features untouched
+    for a, b in zip(found, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_configs_without_refinement_keep_the_released_layout():
