@@ -24,7 +24,7 @@ class FrameFeatures:
     """One image as ``Matcher.extract`` keeps it for later matching.
 
     Attributes:
-        data: the backend's CNN features of the image (backends with the sequence-mode
+        data: the backend's per-frame features of the image (backends with the sequence-mode
             graphs), else the model-input image itself.
         letterbox: the image's placement in the model input.
     """
@@ -94,8 +94,8 @@ class Matcher:
     def match_next(self, frame: np.ndarray) -> MatchResult | None:
         """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).
 
-        With a backend that has the sequence-mode graphs, each frame's CNN features are
-        computed once and kept for the next pair. Returns None for the first frame after
+        With a backend that has the sequence-mode graphs, each frame's features (CNN and first
+        self-attention layer) are computed once and kept for the next pair. Returns None for the first frame after
         construction or ``reset()``.
         """
         start = time.perf_counter()

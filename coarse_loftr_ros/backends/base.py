@@ -62,12 +62,13 @@ class Backend(Protocol):
 
 class FeatureBackend(Backend, Protocol):
     """A backend that also runs the two sequence-mode graphs, so a sequence computes each
-    frame's CNN features once (``supports_features`` tells whether they are loaded)."""
+    frame's features (its CNN and the matching layers that see one image only) once
+    (``supports_features`` tells whether they are loaded)."""
 
     supports_features: bool
 
     def features(self, image: np.ndarray) -> np.ndarray:
-        """Coarse CNN features of one float32 [1, 1, H, W] image."""
+        """Per-frame features (the ``*.features.onnx`` graph's output) of one float32 [1, 1, H, W] image."""
         ...
 
     def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:

@@ -98,7 +98,7 @@ class OnnxRuntimeBackend:
         return self.features_session is not None
 
     def features(self, image: np.ndarray) -> np.ndarray:
-        """Coarse CNN features of one float32 [1, 1, H, W] image."""
+        """Per-frame features (the ``*.features.onnx`` graph's output) of one float32 [1, 1, H, W] image."""
         return self.features_session.run(None, {"image": image})[0]
 
     def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:

@@ -556,7 +556,7 @@ class TensorRTBackend:
         return self._features_runner is not None
 
     def features(self, image: np.ndarray) -> np.ndarray:
-        """Coarse CNN features of one float32 [1, 1, H, W] image (a host array)."""
+        """Per-frame features (the features engine's output) of one float32 [1, 1, H, W] image (a host array)."""
         return self._features_runner.run({"image": image})["features"]
 
     def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
