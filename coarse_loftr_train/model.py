@@ -166,11 +166,11 @@ class LinearAttention(nn.Module):
         q = elu_plus_one(query)
         k = elu_plus_one(key)
         length = value.shape[-2]
-        # Means over the keys rather than sums (as LoFTR's division by the length): float16 range.
-        kv = torch.matmul(k.transpose(-2, -1), value) / length  # [..., D, D]
+        # Means over the keys, not sums (LoFTR divides the values by the length): float16 range.
+        kv = torch.matmul(k.transpose(-2, -1), value / length)  # [..., D, D]
         if merge is not None:
             kv = torch.matmul(kv, merge)
-        k_mean = k.sum(dim=-2, keepdim=True).transpose(-2, -1) / length  # [..., D, 1]
+        k_mean = k.mean(dim=-2, keepdim=True).transpose(-2, -1)  # [..., D, 1]
         normaliser = 1.0 / (torch.matmul(q, k_mean) + self.eps / length)  # [..., L, 1]
         return torch.matmul(q, kv) * normaliser
 
