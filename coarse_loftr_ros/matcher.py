@@ -95,8 +95,8 @@ class Matcher:
         """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).
 
         With a backend that has the sequence-mode graphs, each frame's features (CNN and first
-        self-attention layer) are computed once and kept for the next pair. Returns None for the first frame after
-        construction or ``reset()``.
+        self-attention layer) are computed once and kept for the next pair. Returns None for
+        the first frame after construction or ``reset()``.
         """
         start = time.perf_counter()
         tensor, box = self.prepare(frame)

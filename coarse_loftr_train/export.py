@@ -24,7 +24,7 @@ from torch import nn
 from coarse_loftr_ros.backends.base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
 
 from .config import ModelConfig
-from .model import CoarseLoFTR, similarity_matrix
+from .model import CoarseLoFTR, similarity_matrix, window_offsets
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,10 @@ class ExpectationRefinement(CellCentres):
     def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
         super().__init__(grid0, grid1, stride)
         self.grid0, self.grid1 = grid0, grid1
-        dy, dx = torch.meshgrid(torch.arange(-1, 2), torch.arange(-1, 2), indexing="ij")
-        self.register_buffer("dx", dx.reshape(1, 9), persistent=False)
-        self.register_buffer("dy", dy.reshape(1, 9), persistent=False)
-        self.register_buffer("offsets", torch.stack([dx, dy], -1).reshape(9, 2).float() * stride, persistent=False)
+        dx, dy = window_offsets(3)
+        self.register_buffer("dx", dx[None], persistent=False)
+        self.register_buffer("dy", dy[None], persistent=False)
+        self.register_buffer("offsets", torch.stack([dx, dy], -1).float() * stride, persistent=False)
 
     def _neighbours(self, cells: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Cells ``[K]`` -> 3x3 neighbour cells ``[K, 9]`` (clamped) and their on-grid mask."""
@@ -391,9 +391,10 @@ def export_onnx(
     _export_graph(ExportableMatcher(model, extraction, refinement), (image, image), output, INPUT_NAMES, OUTPUT_NAMES, metadata)
     if sequence_graphs:
         features_path, matching_path = sequence_graph_paths(output)
+        extractor = FeatureExtractor(model)
         with torch.no_grad():
-            features = model.extract_features(image, encode=True)
-        _export_graph(FeatureExtractor(model), (image,), features_path, ["image"], ["features"], metadata)
+            features = extractor(image)  # an example input for tracing the matching graph
+        _export_graph(extractor, (image,), features_path, ["image"], ["features"], metadata)
         _export_graph(FeatureMatcher(model, extraction, refinement), (features, features), matching_path, ["features0", "features1"], OUTPUT_NAMES, metadata)
     log.info("wrote %s (%dx%d input, top-%d, refinement %s)", output, config.input_width, config.input_height, top_k, refinement)
     return output

@@ -10,6 +10,7 @@ order (cell index ``i = row * (W / stride) + col``).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -243,28 +244,35 @@ class LocalFeatureTransformer(nn.Module):
         return feat0, feat1
 
 
+@functools.lru_cache(maxsize=None)
 def window_offsets(window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dx, dy) of the cells of a ``window x window`` square around its centre, row-major, int64 ``[w*w]``."""
+    """(dx, dy) of the cells of a ``window x window`` square around its centre, row-major, int64 ``[w*w]``.
+
+    Cached (shared tensors: do not modify them in place)."""
     half = window // 2
-    dy, dx = torch.meshgrid(torch.arange(-half, half + 1), torch.arange(-half, half + 1), indexing="ij")
+    with torch.inference_mode(False):  # cached: must stay usable in training after a call under inference mode
+        dy, dx = torch.meshgrid(torch.arange(-half, half + 1), torch.arange(-half, half + 1), indexing="ij")
     return dx.reshape(-1), dy.reshape(-1)
 
 
+@functools.lru_cache(maxsize=16)
 def cell_neighbourhoods(height: int, width: int, cells_per_coarse: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For each coarse cell of a ``height x width`` fine map (cells row-major), the fine pixels
     of the ``(2 radius + 1)^2`` square around the cell's pixel.
 
     Returns the pixels' row-major indices ``[L, n]`` (int64, clamped to the map) and whether
     each lies on the map (float 1/0). The square is row-major, so its centre is column
-    ``n // 2``. Depends on shapes only: a constant in an exported graph.
+    ``n // 2``. Depends on shapes only: a constant in an exported graph, computed once per
+    shape in eager use (cached: do not modify the tensors in place).
     """
     r = cells_per_coarse
-    ys, xs = torch.meshgrid(torch.arange(height // r) * r, torch.arange(width // r) * r, indexing="ij")
-    dx, dy = window_offsets(2 * radius + 1)
-    y = ys.reshape(-1, 1) + dy
-    x = xs.reshape(-1, 1) + dx
-    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-    return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.float()
+    with torch.inference_mode(False):  # cached: must stay usable in training after a call under inference mode
+        ys, xs = torch.meshgrid(torch.arange(height // r) * r, torch.arange(width // r) * r, indexing="ij")
+        dx, dy = window_offsets(2 * radius + 1)
+        y = ys.reshape(-1, 1) + dy
+        x = xs.reshape(-1, 1) + dx
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.float()
 
 
 class SubPixelRefinement(nn.Module):
@@ -313,16 +321,14 @@ class SubPixelRefinement(nn.Module):
         ``correlate``) centred ``shift`` (int ``[B, K, 2]``, x and y; default 0) from its centre."""
         side = math.isqrt(scores.shape[-1])
         dx, dy = (t.to(scores.device) for t in window_offsets(window))
-        column, row = dx + side // 2, dy + side // 2  # [w*w] within the square
+        first = side // 2 - window // 2  # the centred window's first row and column in the square
         if shift is None:
             if window < side:  # the central window x window part (a Slice in a graph)
-                first = side // 2 - window // 2
                 square = scores.unflatten(2, (side, side))[:, :, first : first + window, first : first + window]
                 scores = square.flatten(2)
         else:
-            limit = side // 2 - window // 2
-            shift = shift.long().clamp(-limit, limit)
-            picked = (row + shift[..., 1:]) * side + (column + shift[..., :1])  # [B, K, w*w]
+            shift = shift.long().clamp(-first, first)
+            picked = (dy + side // 2 + shift[..., 1:]) * side + (dx + side // 2 + shift[..., :1])  # [B, K, w*w]
             scores = torch.gather(scores, 2, picked)
         steps = torch.stack([dx, dy], dim=1).to(scores.dtype)  # [w*w, 2]
         offsets = torch.matmul(F.softmax(scores, dim=2), steps)
