@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "input_height": 240,
         "refine_window": 5,
         "stage_blocks": None,  # ResNet blocks per stage; None keeps the base config's
+        "layer_names": None,  # transformer layers in order, e.g. [self, cross]; None keeps the base config's
         "init": None,  # optional checkpoint whose weights start the run
     },
     "teacher": {
@@ -158,6 +159,7 @@ def model_config(settings: dict) -> ModelConfig:
     m = settings["model"]
     base = get_config(m["base"])
     blocks = tuple(m["stage_blocks"]) if m["stage_blocks"] else base.stage_blocks
+    layers = tuple(m["layer_names"]) if m["layer_names"] else base.layer_names
     return dataclasses.replace(
         base,
         name=f"{base.name}-trained",
@@ -165,16 +167,20 @@ def model_config(settings: dict) -> ModelConfig:
         input_height=m["input_height"],
         refine_window=m["refine_window"],
         stage_blocks=blocks,
+        layer_names=layers,
     )
 
 
-def _removed_blocks(config: ModelConfig, shipped_blocks: int = 2) -> tuple[str, ...]:
-    """State-dict prefixes of the LoFTR blocks (2 per stage) that ``config`` leaves out."""
-    return tuple(
+def _removed_blocks(config: ModelConfig, shipped_blocks: int = 2, shipped_layers: int = 8) -> tuple[str, ...]:
+    """State-dict prefixes of what ``config`` leaves out of a larger model: the ResNet blocks
+    past ``stage_blocks`` (LoFTR has 2 per stage) and the transformer layers past
+    ``layer_names`` (the trailing ones; up to ``shipped_layers``)."""
+    blocks = tuple(
         f"backbone.layer{stage}.{block}."
-        for stage, blocks in enumerate(config.stage_blocks, start=1)
-        for block in range(blocks, shipped_blocks)
+        for stage, count in enumerate(config.stage_blocks, start=1)
+        for block in range(count, shipped_blocks)
     )
+    return blocks + tuple(f"loftr_coarse.layers.{i}." for i in range(len(config.layer_names), shipped_layers))
 
 
 # --------------------------------------------------------------------------- pieces
@@ -383,7 +389,7 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
 
         init_path = Path(settings["model"]["init"])
         state = load_model(init_path).state_dict()
-        # Blocks the new config removes (fewer stage_blocks) are dropped on purpose.
+        # Blocks and trailing transformer layers the new config removes are dropped on purpose.
         removed = _removed_blocks(config)
         dropped = [k for k in state if k.startswith(removed)]
         missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=False)

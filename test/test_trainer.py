@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import cv2
 import pytest
@@ -117,26 +118,30 @@ def test_the_lead_checkpoint_loader_reads_our_checkpoints(image_folder, tmp_path
         assert torch.equal(value, loaded.state_dict()[key])
 
 
-def test_init_into_the_fast_student_drops_the_first_stage_and_keeps_the_rest(image_folder, tmp_path):
-    """``model.stage_blocks: [0, 2, 2, 2]`` started from a full student checkpoint: the
-    first stage's blocks are dropped, every other weight starts from the checkpoint."""
+def test_init_into_a_smaller_student_drops_the_removed_blocks_and_layers_and_keeps_the_rest(image_folder, tmp_path):
+    """``model.stage_blocks: [0, 2, 2, 2]`` and ``model.layer_names: [self, cross]`` started
+    from a full student checkpoint: the first stage's blocks and the last two transformer
+    layers are dropped, every other weight starts from the checkpoint."""
     from coarse_loftr_train.checkpoint import load_model
 
     full = train(tiny_settings(image_folder, tmp_path / "full", "train.epochs=1"))
     settings = tiny_settings(
         image_folder, tmp_path / "fast", "train.epochs=1", "optim.lr=0", "optim.warmup_steps=0",
-        "model.stage_blocks=[0, 2, 2, 2]", f"model.init={tmp_path / 'full' / 'checkpoints' / 'last.pt'}",
+        "model.stage_blocks=[0, 2, 2, 2]", "model.layer_names=[self, cross]",
+        f"model.init={tmp_path / 'full' / 'checkpoints' / 'last.pt'}",
     )
     fast = train(settings)
     assert fast.config.stage_blocks == (0, 2, 2, 2) and len(fast.backbone.layer1) == 0
+    assert len(fast.loftr_coarse.layers) == 2
     fast_state = fast.state_dict()
+    removed = ("backbone.layer1.", "loftr_coarse.layers.2.", "loftr_coarse.layers.3.")
     for key, value in full.state_dict().items():
-        if key.startswith("backbone.layer1."):
+        if key.startswith(removed):
             assert key not in fast_state
         elif not key.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN statistics move
             torch.testing.assert_close(fast_state[key], value)
     loaded = load_model(tmp_path / "fast" / "checkpoints" / "last.pt")
-    assert loaded.config.stage_blocks == (0, 2, 2, 2)
+    assert loaded.config.stage_blocks == (0, 2, 2, 2) and loaded.config.layer_names == ("self", "cross")
 
 
 def test_resume_continues_exactly_where_the_run_stopped(image_folder, tmp_path):
@@ -233,3 +238,17 @@ def test_train_command_runs_and_reports_bad_settings_in_one_line(image_folder, t
     assert main(["train", "--resume", str(tmp_path / "none.pt"), f"output={tmp_path / 'x'}", f"data.images={image_folder}", "data.holdout=1"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("coarse-loftr train: error:")]
     assert len(errors) == 3 and "unknown setting 'optim.lr_typo'" in errors[1] and "none.pt" in errors[2]
+
+
+TRAINING_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: p.name)
+def test_training_configs_build_their_model_and_start_from_another_recipe_stage(path):
+    settings = load_settings(path)
+    model = CoarseLoFTR(model_config(settings))
+    assert sum(p.numel() for p in model.parameters()) > 0
+    init = settings["model"]["init"]
+    if init:  # a later stage starts from a checkpoint that an earlier shipped config writes
+        outputs = {load_settings(other)["output"] for other in TRAINING_CONFIGS if other != path}
+        assert Path(init).parent.parent.as_posix() in outputs, f"{path.name}: init {init} is no other config's output"
