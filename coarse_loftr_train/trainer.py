@@ -396,8 +396,8 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         if unexpected:
             raise ValueError(f"init checkpoint {init_path} has weights the model lacks: {unexpected[:4]}")
         if is_main and dropped:
-            blocks = sorted({prefix for prefix in removed for k in dropped if k.startswith(prefix)})
-            log.info("init from %s; dropped %d tensors of the removed blocks %s", init_path, len(dropped), ", ".join(blocks))
+            parts = sorted({prefix for prefix in removed for k in dropped if k.startswith(prefix)})
+            log.info("init from %s; dropped %d tensors of the blocks and layers the config removes: %s", init_path, len(dropped), ", ".join(parts))
         if is_main and missing:
             log.info("init from %s; %d tensors start fresh (e.g. %s)", init_path, len(missing), missing[0])
     model.to(device)
