@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -171,16 +172,19 @@ def model_config(settings: dict) -> ModelConfig:
     )
 
 
-def _removed_blocks(config: ModelConfig, shipped_blocks: int = 2, shipped_layers: int = 8) -> tuple[str, ...]:
-    """State-dict prefixes of what ``config`` leaves out of a larger model: the ResNet blocks
-    past ``stage_blocks`` (LoFTR has 2 per stage) and the transformer layers past
-    ``layer_names`` (the trailing ones; up to ``shipped_layers``)."""
-    blocks = tuple(
-        f"backbone.layer{stage}.{block}."
-        for stage, count in enumerate(config.stage_blocks, start=1)
-        for block in range(count, shipped_blocks)
-    )
-    return blocks + tuple(f"loftr_coarse.layers.{i}." for i in range(len(config.layer_names), shipped_layers))
+_BLOCK_KEY = re.compile(r"(backbone\.layer(\d+)\.(\d+)\.)")
+_LAYER_KEY = re.compile(r"(loftr_coarse\.layers\.(\d+)\.)")
+
+
+def _removed_part(key: str, config: ModelConfig) -> str | None:
+    """The state-dict prefix of ``key``'s ResNet block or transformer layer when ``config``
+    leaves that part out (a block past ``stage_blocks``, a layer past ``layer_names``), else None."""
+    if match := _BLOCK_KEY.match(key):
+        stage, block = int(match[2]), int(match[3])
+        return match[1] if block >= config.stage_blocks[stage - 1] else None
+    if match := _LAYER_KEY.match(key):
+        return match[1] if int(match[2]) >= len(config.layer_names) else None
+    return None
 
 
 # --------------------------------------------------------------------------- pieces
@@ -390,13 +394,12 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         init_path = Path(settings["model"]["init"])
         state = load_model(init_path).state_dict()
         # Blocks and trailing transformer layers the new config removes are dropped on purpose.
-        removed = _removed_blocks(config)
-        dropped = [k for k in state if k.startswith(removed)]
+        dropped = {key: part for key in state if (part := _removed_part(key, config))}
         missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=False)
         if unexpected:
             raise ValueError(f"init checkpoint {init_path} has weights the model lacks: {unexpected[:4]}")
         if is_main and dropped:
-            parts = sorted({prefix for prefix in removed for k in dropped if k.startswith(prefix)})
+            parts = sorted(set(dropped.values()))
             log.info("init from %s; dropped %d tensors of the blocks and layers the config removes: %s", init_path, len(dropped), ", ".join(parts))
         if is_main and missing:
             log.info("init from %s; %d tensors start fresh (e.g. %s)", init_path, len(missing), missing[0])

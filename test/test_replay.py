@@ -502,13 +502,17 @@ def test_cli_replay_prints_a_summary(tmp_path, exported_model, freiburg, capsys)
 # ----------------------------------------------------------------------------- soak
 
 
+try:
+    _GLIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc: plain RSS
+    _GLIBC = None
+
+
 def _rss_bytes() -> int:
     """Resident memory after handing glibc's free heap pages back (``malloc_trim``), so that
     the samples follow live memory rather than how much freed memory the allocator keeps."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: plain RSS
-        pass
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
