@@ -11,6 +11,7 @@ from coarse_loftr_ros.backends.base import INPUT_NAMES, OUTPUT_NAMES, RawMatches
 from coarse_loftr_ros.extraction import extract_matches  # noqa: E402
 from coarse_loftr_train.checkpoint import load_model  # noqa: E402
 from coarse_loftr_train.export import ExportableMatcher, ExtractionConfig, export_onnx  # noqa: E402
+from matching import assert_same_matches  # noqa: E402
 
 
 def _inputs(frames, a=0, b=2):
@@ -142,8 +143,7 @@ def test_sequence_graphs_equal_pair_graph(exported_model, freiburg_frames):
     f0, f1 = (features.run(None, {"image": x})[0] for x in (x0, x1))
     staged = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, matching.run(None, {"features0": f0, "features1": f1}))))
     single = RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, pair.run(None, {"image0": x0, "image1": x1}))))
-    assert _as_set(staged) == _as_set(single)
-    np.testing.assert_allclose(staged.keypoints1, single.keypoints1, atol=1e-3)
+    assert_same_matches(staged, single, keypoint_atol=1e-3)
 
 
 @pytest.mark.parametrize("seed", range(6))
