@@ -56,9 +56,14 @@ class MethodTiming:
         }
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The image files of a folder, in file-name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def load_frames(folder: Path, limit: int) -> list[np.ndarray]:
     """Up to ``limit`` images of a folder, in file-name order."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = frame_files(folder)
     if len(files) < 2:
         raise ImageError(f"{folder} holds {len(files)} image(s); the benchmark needs at least 2 frames")
     return [read_image(p) for p in files[:limit]]

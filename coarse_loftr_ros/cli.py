@@ -3,8 +3,9 @@
 Each sub-command is a small module in ``coarse_loftr_ros/commands/`` with
 ``add_parser(subparsers)``, which declares its arguments and sets ``run``; the work itself
 lives in the library modules. Command modules import heavy libraries inside ``run`` only,
-so ``coarse-loftr --help`` stays fast. Errors a user can fix
-(``CoarseLoftrError``) print one line and exit with status 2, without a traceback.
+so ``coarse-loftr --help`` stays fast. Errors a user can fix (a bad option value, an
+unwritable output path, a ``CoarseLoftrError``) print one line and exit with status 2,
+without a traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ from . import __version__
 from .errors import CoarseLoftrError
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``coarse-loftr match: error: ...``), exit 2.
+
+    Sub-command parsers are created with the same class, so every command behaves alike.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .commands import bench, build_engine, eval as eval_command, export, match, replay, train
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="coarse-loftr",
         description="Find pixel correspondences between images with a compact coarse LoFTR transformer.",
     )

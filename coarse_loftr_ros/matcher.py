@@ -15,6 +15,7 @@ import numpy as np
 from .backends import create_backend
 from .backends.base import Backend, RawMatches
 from .errors import ImageError
+from .options import check_max_matches, check_threshold
 from .preprocess import Letterbox, check_size, to_model_input
 from .result import MatchResult
 
@@ -40,8 +41,10 @@ class Matcher:
         model: an ``.onnx`` file from ``coarse-loftr export``, a ``.pt``/``.ckpt``
             checkpoint, a TensorRT ``.engine``, or None for the model shipped in the package.
         backend: ``auto`` (by file type), ``onnxruntime``, ``tensorrt`` or ``torch``.
-        threshold: minimum confidence of a returned match; None keeps the model's own.
-        max_matches: keep at most this many matches (the most confident); None keeps all.
+        threshold: minimum confidence of a returned match, a number in [0, 1]; None keeps
+            the model's own (0 keeps every match the model returns).
+        max_matches: keep at most this many matches (the most confident), a whole number
+            >= 0; 0 or None keeps all.
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -59,9 +62,10 @@ class Matcher:
         max_matches: int | None = None,
         **backend_options,
     ) -> None:
-        self.backend: Backend = create_backend(model, backend, **backend_options)
+        # Checked before the model is opened: a bad value fails fast, with one line.
         self.threshold = threshold
         self.max_matches = max_matches
+        self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         width, height = self.backend.input_size
         self.grid_size = (width // self.backend.stride, height // self.backend.stride)
@@ -71,6 +75,24 @@ class Matcher:
         cells = np.arange(self.grid_size[0] * self.grid_size[1])
         self._cell_points = np.stack([cells % columns, cells // columns], axis=1).astype(np.float32) * stride
         self._sequence_features = bool(getattr(self.backend, "supports_features", False))
+
+    @property
+    def threshold(self) -> float | None:
+        """Minimum confidence of a returned match in [0, 1], or None (the model's own)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        self._threshold = check_threshold(value)
+
+    @property
+    def max_matches(self) -> int | None:
+        """At most this many matches are returned, the most confident; 0 or None: all."""
+        return self._max_matches
+
+    @max_matches.setter
+    def max_matches(self, value: int | None) -> None:
+        self._max_matches = check_max_matches(value)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -155,7 +177,7 @@ class Matcher:
         keep = box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
         if self.threshold is not None:
             keep &= raw.confidence >= self.threshold
-        index = np.flatnonzero(keep)[: self.max_matches]
+        index = np.flatnonzero(keep)[: self.max_matches or None]  # 0 and None: no cap
         return MatchResult(
             keypoints0=box0.to_original_clipped(raw.keypoints0[index]),
             keypoints1=box1.to_original_clipped(raw.keypoints1[index]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import max_matches_arg, positive_float_arg, positive_int_arg, threshold_arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,21 +21,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", action="append", default=None, metavar="PATH",
                         help="model to evaluate (.onnx, .pt/.ckpt, .engine); repeat for several; 'default' = the shipped model")
-    parser.add_argument("--backend", default="auto", help="backend for the models (default auto)")
-    parser.add_argument("--threshold", type=float, default=None, help="runtime confidence threshold for the models")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="backend for the models (default auto)")
+    parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
+                        help="minimum match confidence in [0, 1] for the models (default: the model's; 0 keeps every match)")
+    parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
+                        help="keep at most N matches per pair, the most confident (default and 0: all)")
     parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
     parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")
     parser.add_argument("--stereo", action="store_true", help="also score the scikit-image motorcycle stereo pair")
     parser.add_argument("--baselines", default="orb,sift", help="comma-separated classical baselines: orb, sift, or none (default orb,sift)")
-    parser.add_argument("--features", type=int, default=2000, help="keypoints of the ORB/SIFT baselines (default 2000)")
-    parser.add_argument("--ransac-threshold", type=float, default=3.0, help="homography RANSAC threshold in pixels (default 3)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs of each folder")
+    parser.add_argument("--features", type=positive_int_arg, default=2000, help="keypoints of the ORB/SIFT baselines (default 2000)")
+    parser.add_argument("--ransac-threshold", type=positive_float_arg, default=3.0, help="homography RANSAC threshold in pixels (default 3)")
+    parser.add_argument("--limit", type=positive_int_arg, default=None, help="use only the first N pairs of each folder")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--make-homographies", type=Path, default=None, metavar="IMAGES",
                         help="instead of evaluating, write a homography set drawn from the images in this folder to --output")
     parser.add_argument("--output", type=Path, default=None, help="folder for --make-homographies")
-    parser.add_argument("--count", type=int, default=200, help="pairs for --make-homographies (default 200)")
-    parser.add_argument("--last", type=int, default=None, help="with --make-homographies: use only the last N images (a held-out split)")
+    parser.add_argument("--count", type=positive_int_arg, default=200, help="pairs for --make-homographies (default 200)")
+    parser.add_argument("--last", type=positive_int_arg, default=None, help="with --make-homographies: use only the last N images (a held-out split)")
     parser.add_argument("--size", default="640x480", help="pair size WxH for --make-homographies (default 640x480)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --make-homographies")
     parser.set_defaults(run=run)
@@ -45,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from coarse_loftr_train import evaluation
 
     from ..errors import CoarseLoftrError
+    from ..options import check_output_file, write_atomically
 
+    check_output_file(args.json, "--json")
     if args.make_homographies is not None:
         if args.output is None:
             raise CoarseLoftrError("--make-homographies needs --output DIR")
@@ -81,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from ..matcher import Matcher
 
     for model in args.model or ["default"]:
-        matcher = Matcher(model=None if model == "default" else model, backend=args.backend, threshold=args.threshold)
+        matcher = Matcher(
+            model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches
+        )
         methods[model] = evaluation.matcher_method(matcher)
 
     results = evaluation.run_benchmarks(
@@ -89,6 +98,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(evaluation.format_table(results))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
     return 0

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..options import IMAGE_OUTPUT_SUFFIXES, max_matches_arg, threshold_arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,31 +19,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image1", type=Path, help="second image file")
     parser.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto: TensorRT for .onnx when TensorRT and a GPU are present, else by file type)")
-    parser.add_argument("--threshold", type=float, default=None, help="minimum match confidence (default: the model's)")
-    parser.add_argument("--max-matches", type=int, default=None, help="keep at most N matches")
+    parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
+                        help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
+    parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
+                        help="keep at most N matches, the most confident (default and 0: all)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the matches as JSON")
-    parser.add_argument("--overlay", type=Path, default=None, metavar="OUT.png", help="write a side-by-side picture of the matches")
+    parser.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
+                        help="write a side-by-side picture: the most confident matches, green if geometrically consistent, red if not")
+    parser.add_argument("--overlay-lines", type=max_matches_arg, default=None, metavar="N",
+                        help="draw the N most confident matches in the overlay (default 200; 0: all)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
-    from ..errors import ImageError
+    from ..errors import OutputPathError
     from ..imageio import read_image
     from ..matcher import Matcher
-    from ..overlay import draw_matches
+    from ..options import check_output_file, write_atomically, write_image_atomically
+    from ..overlay import DEFAULT_MAX_LINES, draw_matches
 
+    # Output paths are checked before any work, and written whole or not at all.
+    check_output_file(args.json, "--json")
+    check_output_file(args.overlay, "--overlay", IMAGE_OUTPUT_SUFFIXES)
+    if args.json is not None and args.overlay is not None and args.json.resolve() == args.overlay.resolve():
+        raise OutputPathError("--json and --overlay name the same file; pass two file names")
     image0, image1 = read_image(args.image0), read_image(args.image1)
     matcher = Matcher(model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches)
     result = matcher.match(image0, image1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_dict()) + "\n")
     if args.overlay:
-        args.overlay.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(args.overlay), draw_matches(image0, image1, result)):
-            raise ImageError(f"cannot write overlay {args.overlay}; use a .png or .jpg name in a writable folder")
+        lines = DEFAULT_MAX_LINES if args.overlay_lines is None else (args.overlay_lines or len(result))
+        write_image_atomically(args.overlay, draw_matches(image0, image1, result, max_lines=lines))
+    if args.json:
+        write_atomically(args.json, (json.dumps(result.to_dict()) + "\n").encode("utf-8"))
     print(
         f"{len(result)} matches between {args.image0.name} ({result.image0_size[0]}x{result.image0_size[1]}) and "
         f"{args.image1.name} ({result.image1_size[0]}x{result.image1_size[1]}) | {result.backend} | "

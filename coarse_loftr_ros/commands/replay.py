@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import max_matches_arg, non_negative_float_arg, positive_float_arg, threshold_arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..node_params import PARAMETERS
@@ -31,21 +33,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     topics.add_argument("--overlay-topic", default="/matches/overlay/compressed", help="output overlay topic (default: %(default)s)")
     pairing = parser.add_argument_group("pairing (the node's parameters and defaults)")
     pairing.add_argument("--sync", choices=["approximate", "exact"], default=node["sync"], help="stereo time sync (default: %(default)s)")
-    pairing.add_argument("--slop", type=float, default=node["slop_s"], metavar="S", help="stereo: largest stamp difference of a pair in seconds (default: %(default)s)")
+    pairing.add_argument("--slop", type=non_negative_float_arg, default=node["slop_s"], metavar="S", help="stereo: largest stamp difference of a pair in seconds (default: %(default)s)")
     pairing.add_argument("--sync-queue-size", type=int, default=node["sync_queue_size"], metavar="N", help="stereo: unpaired images kept per camera (default: %(default)s)")
     pairing.add_argument("--keyframe-every", type=int, default=node["keyframe_every"], metavar="N", help="sequence: new keyframe every N frames; 1 = previous frame (default: %(default)s)")
     pairing.add_argument("--keyframe-min-matches", type=int, default=node["keyframe_min_matches"], metavar="N", help="sequence: new keyframe when a pair has fewer matches (0 = off; default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
     model.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto)")
-    model.add_argument("--threshold", type=float, default=None, help="minimum match confidence (default: the model's)")
-    model.add_argument("--max-matches", type=int, default=None, help="keep at most N matches per pair")
+    model.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
+                       help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
+    model.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
+                       help="keep at most N matches per pair, the most confident (default and 0: all)")
     files = parser.add_argument_group("video and image-folder sources")
-    files.add_argument("--fps", type=float, default=30.0, help="frame rate for stamps when the video or file names give none (default: 30)")
+    files.add_argument("--fps", type=positive_float_arg, default=30.0, help="frame rate for stamps when the video or file names give none (default: 30)")
     files.add_argument("--frame-id", default="camera", help="header frame_id of the frames (default: camera)")
     report = parser.add_argument_group("report")
     report.add_argument("--report", type=Path, default=None, metavar="DIR", help="write summary.json, pairs.csv and report.html to DIR")
-    report.add_argument("--ransac-px", type=float, default=3.0, help="RANSAC inlier threshold in pixels for the report (default: 3)")
+    report.add_argument("--ransac-px", type=positive_float_arg, default=3.0, help="RANSAC inlier threshold in pixels for the report (default: 3)")
     report.add_argument("--camera-info-topic", metavar="T", help="sequence: CameraInfo topic (default: the image topic's sibling camera_info, when present)")
     report.add_argument("--camera-info0-topic", metavar="T", help="stereo: camera 0's CameraInfo topic (default: sibling camera_info)")
     report.add_argument("--camera-info1-topic", metavar="T", help="stereo: camera 1's CameraInfo topic (default: sibling camera_info)")

@@ -1,0 +1,162 @@
+"""One meaning for every matcher option, in the Python API, the CLI and the node.
+
+- ``threshold``: minimum match confidence, a finite number in [0, 1]; ``None`` (API, CLI
+  default) keeps the model's own threshold; 0 keeps every match the model returns.
+- ``max_matches``: keep at most this many matches, the most confident; a whole number
+  >= 0 where 0 means no cap (every match), and ``None`` means no cap too.
+
+``check_threshold`` / ``check_max_matches`` raise ``OptionError`` (a ``ValueError``) with
+one line; ``threshold_arg`` / ``max_matches_arg`` are the same checks as argparse types,
+so a bad value on the command line ends with one line and exit status 2.
+
+Output files: ``check_output_file`` tells before any work whether a path can be written
+(not a folder, an existing parent folder, the right suffix); ``write_atomically`` writes
+through a temporary file in the same folder and renames it, so a reader never sees half a
+file and an error leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .errors import OptionError, OutputPathError
+
+IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def check_threshold(value: object, name: str = "threshold") -> float | None:
+    """``value`` as a float in [0, 1], or None; OptionError for anything else (NaN, 1.5, "x")."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise OptionError(f"{name} must be a number in [0, 1] (a match confidence), got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise OptionError(f"{name} must be a number in [0, 1] (a match confidence), got {value!r}")
+    return number
+
+
+def check_max_matches(value: object, name: str = "max_matches") -> int | None:
+    """``value`` as an int >= 0 (0 = no cap), or None (no cap); OptionError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise OptionError(f"{name} must be a whole number >= 0 (0 = no cap), got {value!r}")
+    number = int(value)
+    if number < 0:
+        raise OptionError(f"{name} must be a whole number >= 0 (0 = no cap), got {value!r}")
+    return number
+
+
+def _argparse_type(check, parse, name: str):
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text  # let the check word the error
+        try:
+            return check(value, name)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name} ")) from None
+
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+threshold_arg = _argparse_type(check_threshold, float, "threshold")
+"""argparse ``type=`` for ``--threshold``."""
+max_matches_arg = _argparse_type(check_max_matches, int, "max_matches")
+"""argparse ``type=`` for ``--max-matches``."""
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse ``type=`` for counts that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def non_negative_float_arg(text: str) -> float:
+    """argparse ``type=`` for finite quantities >= 0 (pixels, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def positive_float_arg(text: str) -> float:
+    """argparse ``type=`` for finite quantities > 0 (a RANSAC threshold in pixels)."""
+    value = non_negative_float_arg(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def check_output_file(path: Path | None, option: str, suffixes: Sequence[str] | None = None) -> Path | None:
+    """Refuse, before any work, an output file that cannot be written.
+
+    Args:
+        path: the file to write, or None (nothing to check).
+        option: the option that named it, for the message (``--overlay``).
+        suffixes: the file types the writer supports (lower case, with the dot), or None.
+
+    Raises OutputPathError (one line) for a folder, a missing or non-folder parent, an
+    unwritable parent or a wrong suffix.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path} is a folder; pass a file name inside it, e.g. {path / ('out' + (suffixes[0] if suffixes else '.json'))}")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{option} {path}: cannot write a {path.suffix or 'suffix-less'} file; use one of {', '.join(suffixes)}")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise OutputPathError(f"{option} {path}: the folder {parent} {what}; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {path}: the folder {parent} is not writable")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_image_atomically(path: Path, image, option: str = "--overlay") -> None:
+    """Encode ``image`` (BGR uint8) by ``path``'s suffix with OpenCV and write it atomically."""
+    import cv2
+
+    ok, encoded = cv2.imencode(Path(path).suffix.lower(), image)
+    if not ok:
+        raise OutputPathError(f"{option} {path}: OpenCV cannot encode a {Path(path).suffix} picture; use .png or .jpg")
+    write_atomically(path, encoded.tobytes())
