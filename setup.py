@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["coarse_loftr_ros", "coarse_loftr_ros.*", "coarse_loftr_train", "coarse_loftr_train.*"]),
-    package_data={"coarse_loftr_ros": ["models/*.onnx", "models/*.md", "models/*.json"]},
+    package_data={"coarse_loftr_ros": ["models/*.onnx", "models/*.pt", "models/*.md", "models/*.json"]},
     # The message definition, where match_array.match_array_definition() finds it (as in ROS).
     data_files=[("share/coarse_loftr_ros/msg", ["msg/MatchArray.msg"])],
     install_requires=[
