@@ -434,7 +434,9 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         path = output / "checkpoints" / "last.pt" if resume is True else Path(resume)
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
-        state = torch.load(path, map_location=device, weights_only=False)
+        from .checkpoint import read_checkpoint
+
+        state = read_checkpoint(path, map_location=device)  # weights only: a resumed file cannot run code
         model.load_state_dict(state["model_state_dict"])
         optimizer.load_state_dict(state["optimizer_state_dict"])
         scheduler.load_state_dict(state["scheduler_state_dict"])
