@@ -96,10 +96,36 @@ def test_no_tensorrt_8_api_removed_in_10(path: Path) -> None:
 def test_runtime_uses_the_name_based_tensor_api() -> None:
     names = used_names(RUNTIME.read_text())
     assert NAME_BASED_RUNTIME - set(names) == set()
+
+
+def test_cuda_memory_through_both_libraries_lives_in_the_engine_module() -> None:
+    names = used_names(BUILDER.read_text())
     # page-locked host memory, device memory and asynchronous copies on one stream, both libraries
     for name in ("pagelocked_empty", "mem_alloc", "memcpy_htod_async", "memcpy_dtoh_async", "Stream",
                  "cudaMallocHost", "cudaMalloc", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize"):
         assert name in names, name
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (relative imports resolved to package paths)."""
+    package = "coarse_loftr_ros" if path.parent.name == "coarse_loftr_ros" else "coarse_loftr_ros." + path.parent.name
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            found.add(".".join([*base, *([node.module] if node.module else [])]))
+    return found
+
+
+def test_engine_module_and_backend_do_not_import_each_other() -> None:
+    # One direction only: the backend uses the engine module, which owns TensorRT, CUDA and device identity.
+    assert "coarse_loftr_ros.tensorrt_engine" in _imported_modules(RUNTIME)
+    assert not any(name.startswith("coarse_loftr_ros.backends") for name in _imported_modules(BUILDER)), _imported_modules(BUILDER)
+    runtime_source = RUNTIME.read_text()
+    for owned in ("import tensorrt", "import pycuda", "cuda.bindings", "from cuda import"):
+        assert owned not in runtime_source, owned
 
 
 def test_builder_uses_the_calls_tensorrt_8_5_to_10_share() -> None:

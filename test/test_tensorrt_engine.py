@@ -418,6 +418,37 @@ def test_auto_backend_falls_back_to_onnxruntime_and_says_why(small_export: Path,
     assert not available and reason and "\n" not in reason
 
 
+WITHOUT_ONNX = """
+import sys
+class HideOnnx:  # this interpreter behaves as if the onnx package were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, HideOnnx())
+from coarse_loftr_ros.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@needs_no_tensorrt
+@pytest.mark.parametrize("command", ["match", "build-engine"])
+def test_without_onnx_and_tensorrt_the_error_names_tensorrt_first(command: str, small_export: Path, tmp_path: Path) -> None:
+    image = tmp_path / "frame.png"
+    import cv2
+
+    cv2.imwrite(str(image), (np.random.default_rng(0).random((240, 320)) * 255).astype(np.uint8))
+    arguments = {
+        "match": ["match", image, image, "--model", small_export, "--backend", "tensorrt"],
+        "build-engine": ["build-engine", "--onnx", small_export, "--output", tmp_path / "m.engine"],
+    }[command]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_ONNX, *map(str, arguments)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].split("error: ", 1)[1].startswith("TensorRT is not installed"), lines[0]
+    assert "onnx package" not in lines[0]
+
+
 def test_a_model_that_is_not_an_export_is_refused_before_any_build(tmp_path: Path, dynamic_model: Path) -> None:
     # No TensorRT is needed to see that the model lacks the export metadata.
     with pytest.raises(ModelError, match="coarse-loftr export"):

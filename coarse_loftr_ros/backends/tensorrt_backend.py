@@ -10,9 +10,10 @@ once; a call copies the inputs in, runs, and copies the outputs back on one CUDA
 asynchronously, then waits once. The exported matcher already reduces the confidence
 matrix to its top-K rows inside the graph, so only those K matches cross the bus.
 
-CUDA memory comes from pycuda, or from cuda-python (``cuda.bindings.runtime`` /
-``cuda.cudart``) when pycuda is absent. Both work on the device's primary context, the one
-TensorRT uses, and make it current around each call, so any thread may call ``run``.
+CUDA memory comes from ``tensorrt_engine.open_cuda`` (pycuda, or cuda-python when pycuda
+is absent), which works on the device's primary context, the one TensorRT uses, and makes
+it current around each call, so any thread may call ``run``. ``tensorrt_engine`` owns the
+TensorRT and CUDA imports and the device identity; this module only uses them.
 
 Not executed in our CI (no TensorRT or GPU there): see the README's TensorRT section and
 ``scripts/jetson_check.sh``.
@@ -20,20 +21,17 @@ Not executed in our CI (no TensorRT or GPU there): see the README's TensorRT sec
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelError
-from ..tensorrt_engine import (
+from ..tensorrt_engine import (  # the engine module owns the TensorRT/CUDA imports and device identity
     DEFAULT_WORKSPACE_MB,
-    TENSORRT_INSTALL_HINT,
     BuildOptions,
     EngineCacheKey,
     TensorSpec,
@@ -41,252 +39,27 @@ from ..tensorrt_engine import (
     cached_engine_path,
     declared_inputs,
     default_cache_dir,
+    device_identity,
     file_sha256,
     image_input_size,
+    import_tensorrt,
     load_onnx_graph,
     onnx_metadata,
+    open_cuda,
     read_sidecar,
     resolve_input_shapes,
     sequence_graph_files,
     sidecar_path,
+    tensorrt_available,
 )
 from .base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, RawMatches
 
 LOG = logging.getLogger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-CUDA_INSTALL_HINT = "install pycuda (`pip install pycuda`) or cuda-python (`pip install cuda-python`)"
 
-
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or BackendUnavailableError saying what to install."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise BackendUnavailableError(f"TensorRT is not installed: {TENSORRT_INSTALL_HINT}") from None
-    except Exception as error:  # a broken install (missing libnvinfer.so, ...)
-        raise BackendUnavailableError(f"TensorRT cannot be loaded ({error}): {TENSORRT_INSTALL_HINT}") from None
-    major = int(str(tensorrt.__version__).split(".")[0])
-    minor = int(str(tensorrt.__version__).split(".")[1])
-    if (major, minor) < (8, 5):
-        raise BackendUnavailableError(
-            f"TensorRT {tensorrt.__version__} is too old: the name-based tensor API needs TensorRT 8.5 or newer"
-        )
-    return tensorrt
-
-
-# --------------------------------------------------------------------------- CUDA memory
-
-
-class _PycudaDevice:
-    """Page-locked host memory, device memory and one stream through pycuda."""
-
-    library = "pycuda"
-
-    def __init__(self, index: int) -> None:
-        import pycuda.driver as cuda
-
-        self._cuda = cuda
-        cuda.init()
-        if cuda.Device.count() <= index:
-            raise BackendUnavailableError(f"CUDA device {index} does not exist ({cuda.Device.count()} visible)")
-        device = cuda.Device(index)
-        self.name = str(device.name())
-        self.compute_capability = tuple(int(v) for v in device.compute_capability())
-        self._context = device.retain_primary_context()  # the context TensorRT's runtime API uses
-        self._allocations: list[Any] = []
-        self._host_arrays: list[np.ndarray] = []
-        with self.activated():
-            self._stream = cuda.Stream()
-
-    @contextlib.contextmanager
-    def activated(self) -> Iterator[None]:
-        self._context.push()
-        try:
-            yield
-        finally:
-            self._cuda.Context.pop()
-
-    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        with self.activated():
-            array = self._cuda.pagelocked_empty(shape, dtype)
-        self._host_arrays.append(array)
-        return array
-
-    def device_alloc(self, nbytes: int) -> int:
-        with self.activated():
-            allocation = self._cuda.mem_alloc(max(int(nbytes), 1))
-        self._allocations.append(allocation)
-        return int(allocation)
-
-    @property
-    def stream_handle(self) -> int:
-        return int(self._stream.handle)
-
-    def copy_to_device(self, device_pointer: int, host: np.ndarray) -> None:
-        self._cuda.memcpy_htod_async(device_pointer, host, self._stream)
-
-    def copy_to_host(self, host: np.ndarray, device_pointer: int) -> None:
-        self._cuda.memcpy_dtoh_async(host, device_pointer, self._stream)
-
-    def synchronize(self) -> None:
-        self._stream.synchronize()
-
-    def close(self) -> None:
-        with self.activated():
-            for allocation in self._allocations:
-                allocation.free()
-            for array in self._host_arrays:
-                free = getattr(array.base, "free", None)  # pycuda's HostAllocation; else freed with the array
-                if free is not None:
-                    free()
-            self._allocations.clear()
-            self._host_arrays.clear()
-            self._stream = None
-        self._context.detach()
-
-
-def _import_cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python 12.6 and newer
-    except ImportError:
-        from cuda import cudart  # older cuda-python
-    return cudart
-
-
-class _CudartDevice:
-    """The same services as ``_PycudaDevice`` through cuda-python's runtime bindings."""
-
-    library = "cuda-python"
-
-    def __init__(self, index: int) -> None:
-        self._rt = _import_cudart()
-        self._index = index
-        count = self._call(self._rt.cudaGetDeviceCount())
-        if count <= index:
-            raise BackendUnavailableError(f"CUDA device {index} does not exist ({count} visible)")
-        properties = self._call(self._rt.cudaGetDeviceProperties(index))
-        name = properties.name
-        self.name = (name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)).rstrip("\0 ")
-        self.compute_capability = (int(properties.major), int(properties.minor))
-        self._device_pointers: list[int] = []
-        self._host_pointers: list[int] = []
-        with self.activated():
-            self._stream = self._call(self._rt.cudaStreamCreate())
-
-    def _call(self, result: tuple) -> Any:
-        error, values = result[0], result[1:]
-        if error != self._rt.cudaError_t.cudaSuccess:
-            message = self._rt.cudaGetErrorString(error)[1]
-            raise BackendUnavailableError(
-                f"CUDA error: {message.decode() if isinstance(message, bytes) else message}"
-            )
-        return values[0] if len(values) == 1 else values
-
-    @contextlib.contextmanager
-    def activated(self) -> Iterator[None]:
-        self._call(self._rt.cudaSetDevice(self._index))  # per thread; binds the primary context
-        yield
-
-    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 1)
-        with self.activated():
-            pointer = int(self._call(self._rt.cudaMallocHost(nbytes)))
-        self._host_pointers.append(pointer)
-        raw = (ctypes.c_byte * nbytes).from_address(pointer)
-        count = int(np.prod(shape, dtype=np.int64))
-        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
-
-    def device_alloc(self, nbytes: int) -> int:
-        with self.activated():
-            pointer = int(self._call(self._rt.cudaMalloc(max(int(nbytes), 1))))
-        self._device_pointers.append(pointer)
-        return pointer
-
-    @property
-    def stream_handle(self) -> int:
-        return int(self._stream)
-
-    def copy_to_device(self, device_pointer: int, host: np.ndarray) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self._rt.cudaMemcpyAsync(device_pointer, host.ctypes.data, host.nbytes, kind, self._stream))
-
-    def copy_to_host(self, host: np.ndarray, device_pointer: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self._rt.cudaMemcpyAsync(host.ctypes.data, device_pointer, host.nbytes, kind, self._stream))
-
-    def synchronize(self) -> None:
-        self._call(self._rt.cudaStreamSynchronize(self._stream))
-
-    def close(self) -> None:
-        with self.activated():
-            for pointer in self._device_pointers:
-                self._call(self._rt.cudaFree(pointer))
-            for pointer in self._host_pointers:
-                self._call(self._rt.cudaFreeHost(pointer))
-            self._device_pointers.clear()
-            self._host_pointers.clear()
-            if self._stream is not None:
-                self._call(self._rt.cudaStreamDestroy(self._stream))
-                self._stream = None
-
-
-def open_cuda(device: int = 0) -> _PycudaDevice | _CudartDevice:
-    """CUDA memory and a stream on ``device``: pycuda if installed, else cuda-python.
-
-    Raises BackendUnavailableError when neither library is installed, or no GPU/driver.
-    """
-    reasons = []
-    for opener, module in ((_PycudaDevice, "pycuda.driver"), (_CudartDevice, "cuda")):
-        try:
-            return opener(device)
-        except BackendUnavailableError:
-            raise
-        except ImportError as error:
-            if error.name and module.startswith(error.name.split(".")[0]):
-                reasons.append(f"{opener.library} is not installed")
-            else:  # the module is there but its CUDA library is not (no driver)
-                reasons.append(f"{opener.library} cannot load CUDA ({error})")
-        except Exception as error:  # pycuda.driver.Error / RuntimeError: no driver or no GPU
-            reasons.append(f"{opener.library}: {' '.join(str(error).split())}")
-    if all(reason.endswith("is not installed") for reason in reasons):
-        raise BackendUnavailableError(f"the TensorRT backend needs CUDA memory: {CUDA_INSTALL_HINT}")
-    raise BackendUnavailableError(f"no usable CUDA GPU ({'; '.join(reasons)}); check the NVIDIA driver")
-
-
-_IDENTITY_CACHE: dict[int, tuple[str, tuple[int, int]]] = {}
-
-
-def device_identity(device: int = 0) -> tuple[str, tuple[int, int]]:
-    """(GPU name, (major, minor) compute capability) of ``device``, for engine cache keys."""
-    if device not in _IDENTITY_CACHE:
-        cuda = open_cuda(device)
-        _IDENTITY_CACHE[device] = (cuda.name, tuple(cuda.compute_capability))
-        cuda.close()
-    return _IDENTITY_CACHE[device]
-
-
-def tensorrt_available(device: int = 0) -> tuple[bool, str]:
-    """Whether TensorRT, a CUDA memory library and a GPU are all present.
-
-    Returns (True, "TensorRT 10.3.0 on Orin (sm 8.7) via pycuda") or (False, the reason,
-    one line that says what to install or check). Never raises.
-    """
-    try:
-        trt = import_tensorrt()
-        cuda = open_cuda(device)
-    except BackendUnavailableError as error:
-        return False, str(error)
-    except Exception as error:  # noqa: BLE001 - a probe must not fail the caller
-        return False, f"TensorRT or CUDA cannot start: {' '.join(str(error).split())}"
-    description = (
-        f"TensorRT {trt.__version__} on {cuda.name} "
-        f"(sm {cuda.compute_capability[0]}.{cuda.compute_capability[1]}) via {cuda.library}"
-    )
-    _IDENTITY_CACHE[device] = (cuda.name, tuple(cuda.compute_capability))
-    cuda.close()
-    return True, description
+# Re-exported for callers that import them from here (scripts/jetson_check.sh, backends.__init__).
+__all__ = ["EngineRunner", "TensorRTBackend", "ensure_engine", "device_identity", "import_tensorrt", "open_cuda", "tensorrt_available"]
 
 
 # --------------------------------------------------------------------------- engines
