@@ -2,9 +2,11 @@
 
 Public API:
 
-- ``image_to_numpy(msg) -> np.ndarray`` for a ``sensor_msgs/Image``.
-- ``compressed_to_numpy(msg) -> np.ndarray`` for a ``sensor_msgs/CompressedImage``.
-- ``message_to_numpy(msg) -> np.ndarray`` for either (dispatches on a ``format`` field).
+- ``image_to_numpy(msg, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray`` for a ``sensor_msgs/Image``.
+- ``compressed_to_numpy(msg, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray`` for a
+  ``sensor_msgs/CompressedImage``.
+- ``message_to_numpy(msg, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray`` for either
+  (dispatches on a ``format`` field).
 - ``numpy_to_image_fields(image, header, arrays="array") -> dict``: the reverse, the
   ``sensor_msgs/Image`` fields for a uint8 (mono8 / bgr8) or uint16 (mono16) array.
 - ``SUPPORTED_ENCODINGS``: the ``Image.encoding`` values ``image_to_numpy`` accepts.
@@ -19,6 +21,10 @@ uint8 or uint16, shape (H, W) for mono images and (H, W, 3) in BGR order for col
 images. Alpha is dropped, RGB is reordered to BGR, Bayer mosaics are demosaiced to BGR,
 and 16-bit data is converted to the host byte order. Anything that cannot be converted
 raises ``ImageError`` with a one-line message.
+
+``max_pixels`` (width x height; default 50 megapixels, 0 or None: no limit) refuses larger
+images with ``ImageTooLargeError``: a compressed image from the size in its header, before
+it is decoded (see ``imageio``), a raw image before its pixels are copied.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
-from .imageio import _decode_quietly  # cv2.imdecode without OpenCV's warnings on stderr
+from .imageio import DEFAULT_MAX_PIXELS, check_pixels, decode_image
 
 # encoding -> (numpy dtype, channels in the message, conversion to BGR or None)
 # 8UC3 / 8UC4 / 16UC3 are read as BGR / BGRA like cv_bridge does.
@@ -98,12 +104,13 @@ def _as_bytes(data: Any) -> np.ndarray:
         raise ImageError(f"image data of type {type(data).__name__} is not a byte sequence") from error
 
 
-def image_to_numpy(msg: Any) -> np.ndarray:
+def image_to_numpy(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image`` to a uint8/uint16 array, (H, W) mono or (H, W, 3) BGR.
 
     Honours ``step`` (row stride in bytes, which may include padding) and
     ``is_bigendian`` (byte order of 16-bit data). Raises ``ImageError`` for an unknown
-    encoding, an empty image, a ``step`` shorter than a row or truncated ``data``.
+    encoding, an empty image, a ``step`` shorter than a row, truncated ``data`` or more
+    than ``max_pixels`` pixels (0 or None: no limit).
     """
     encoding = str(msg.encoding)
     if encoding not in _ENCODINGS:
@@ -131,6 +138,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
             f"truncated image data: {data.size} bytes for a {width}x{height} {encoding} image "
             f"with step {step} (need at least {needed})"
         )
+    check_pixels(width, height, max_pixels, f"{encoding} image")
 
     # Strided view of the rows without the padding, then one copy.
     rows = np.lib.stride_tricks.as_strided(
@@ -148,14 +156,16 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return pixels
 
 
-def compressed_to_numpy(msg: Any) -> np.ndarray:
+def compressed_to_numpy(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` to a uint8/uint16 array, mono or BGR.
 
     ``format`` follows image_transport: a plain container name (``"jpeg"``, ``"png"``) or
     ``"<original encoding>; <codec> compressed <stored encoding>"``, e.g.
     ``"rgb8; jpeg compressed bgr8"``. The stored encoding tells the channel order of the
     decoded pixels (image_transport stores colour as BGR); alpha is dropped.
-    Raises ``ImageError`` for depth images (``compressedDepth``) and undecodable data.
+    Raises ``ImageError`` for depth images (``compressedDepth``) and undecodable data, and
+    before decoding for a header that declares more than ``max_pixels`` pixels (0 or None:
+    no limit) or cannot be read (see ``imageio.decode_image``).
     """
     image_format = str(msg.format).strip()
     if "compresseddepth" in image_format.lower().replace(" ", ""):
@@ -166,7 +176,7 @@ def compressed_to_numpy(msg: Any) -> np.ndarray:
     if data.size == 0:
         raise ImageError(f"empty compressed image data (format {image_format!r})")
     try:
-        pixels = _decode_quietly(np.ascontiguousarray(data))
+        pixels = decode_image(np.ascontiguousarray(data), max_pixels, what=f"compressed image (format {image_format!r})")
     except cv2.error as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "OpenCV error"
         raise ImageError(f"cannot decode compressed image (format {image_format!r}): {first_line}") from error
@@ -191,11 +201,11 @@ def compressed_to_numpy(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def message_to_numpy(msg: Any) -> np.ndarray:
+def message_to_numpy(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``compressed_to_numpy`` for messages with a ``format`` field, else ``image_to_numpy``."""
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-        return compressed_to_numpy(msg)
-    return image_to_numpy(msg)
+        return compressed_to_numpy(msg, max_pixels)
+    return image_to_numpy(msg, max_pixels)
 
 
 def numpy_to_image_fields(image: np.ndarray, header: Any, arrays: str = "array") -> dict[str, Any]:

@@ -68,43 +68,107 @@ class Letterbox:
         return (points[:, 0] < self.resized_size[0]) & (points[:, 1] < self.resized_size[1])
 
 
+class ImageSizeError(ImageError):
+    """An image the model input cannot hold: smaller than one coarse cell, or so narrow that
+    it would be after the letterbox resize."""
+
+
+ACCEPTED_LAYOUTS = "HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA)"
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def check_layout(image: np.ndarray) -> None:
+    """Raise ImageError, naming the problem and the accepted layouts, unless ``image`` is one
+    uint8/uint16 image laid out HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA)."""
+    shape = tuple(image.shape)
+    problem = None
+    if image.ndim < 2:
+        problem = f"is {image.ndim}-D (shape {shape}), not an image of rows and columns; reshape it to (height, width)"
+    elif image.ndim == 4 and shape[0] == 1:
+        problem = f"has shape {shape}, a batch of one image; pass image[0]"
+    elif image.ndim > 3:
+        problem = f"has {image.ndim} dimensions (shape {shape}), not one image"
+    elif image.ndim == 3 and shape[2] not in (1, 3, 4):
+        if shape[0] in (1, 3, 4):
+            problem = f"has shape {shape}, channels first (CxHxW); pass np.moveaxis(image, 0, -1)"
+        else:
+            problem = f"has shape {shape}: {shape[2]} channels"
+    if problem is not None:
+        raise ImageError(f"image {problem}; accepted layouts: {ACCEPTED_LAYOUTS}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"unsupported image dtype {image.dtype}; pass uint8 or uint16 pixels (e.g. float [0, 1] images as (image * 255).astype(np.uint8))")
+
+
+def bit_depth(image: np.ndarray) -> int:
+    """The bit depth of the data in a uint16 image: the smallest of 8, 10, 12, 14, 16 bits
+    that holds its largest value (8 for uint8)."""
+    if image.dtype == np.uint8:
+        return 8
+    largest = int(image.max()) if image.size else 0
+    return next(bits for bits in BIT_DEPTHS if largest < (1 << bits))
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """uint8 unchanged; uint16 scaled from its data's ``bit_depth`` to 0-255.
+
+    So 8-bit data in a 16-bit container keeps its values, a 12-bit camera's 0-4095 becomes
+    0-255 and full-range 16-bit data is divided by 257. The depth is decided per image:
+    a 12-bit frame whose brightest pixel is below 1024 is scaled as 10-bit data (brighter).
+    """
+    if image.dtype != np.uint16:
+        return image
+    bits = bit_depth(image)
+    if bits == 8:
+        return image.astype(np.uint8)
+    scale = np.float32(255.0 / ((1 << bits) - 1))
+    return (image.astype(np.float32) * scale + np.float32(0.5)).astype(np.uint8)
+
+
 def to_grayscale(image: np.ndarray) -> np.ndarray:
     """uint8 or uint16 image, HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) -> uint8 HxW.
 
-    16-bit images are scaled by 1/257 (full range to full range).
+    16-bit images are scaled by their data's bit depth (``to_8bit``).
     """
     image = np.asarray(image)
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) * (1.0 / 257.0) + 0.5).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageError(f"unsupported image dtype {image.dtype}; pass uint8 or uint16 pixels")
+    check_layout(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    raise ImageError(f"unsupported image shape {image.shape}; pass HxW, HxWx3 (BGR) or HxWx4 (BGRA)")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    return to_8bit(image)
 
 
-def check_size(image: np.ndarray, stride: int) -> None:
-    """Raise ImageError unless the image covers at least one coarse cell in each direction."""
-    if image.ndim < 2 or image.shape[0] < stride or image.shape[1] < stride:
-        shape = "x".join(str(s) for s in image.shape[:2][::-1]) or "empty"
-        raise ImageError(f"image of {shape} pixels is smaller than one coarse cell ({stride}x{stride}); pass a larger image")
+def check_size(image: np.ndarray, stride: int, input_size: tuple[int, int] | None = None) -> None:
+    """Raise ImageError unless the image has an accepted layout (``check_layout``) and covers
+    at least one coarse cell (``stride`` pixels) in each direction, in the image itself and,
+    given the model ``input_size`` (width, height), after the letterbox resize (an image
+    10000x20 would shrink to 640x1)."""
+    image = np.asarray(image)
+    check_layout(image)
+    height, width = image.shape[:2]
+    if height < stride or width < stride:
+        raise ImageSizeError(f"image of {width}x{height} pixels is smaller than one coarse cell ({stride}x{stride}); pass a larger image")
+    if input_size is not None:
+        resized = Letterbox.fit((width, height), input_size).resized_size
+        if min(resized) < stride:
+            raise ImageSizeError(
+                f"image of {width}x{height} pixels has an aspect ratio of {max(width, height) / min(width, height):.0f}:1 and "
+                f"becomes {resized[0]}x{resized[1]} in the {input_size[0]}x{input_size[1]} model input, less than one coarse cell "
+                f"({stride} px) across; crop it to at most {input_size[0] // stride}:1 (width:height) or 1:{input_size[1] // stride}"
+            )
 
 
-def to_model_input(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+def to_model_input(image: np.ndarray, input_size: tuple[int, int], stride: int = 8) -> tuple[np.ndarray, Letterbox]:
     """Any supported image -> float32 [1, 1, H, W] in [0, 1] and its ``Letterbox``.
 
-    ``input_size`` is the model input (width, height) in pixels.
+    ``input_size`` is the model input (width, height) in pixels, ``stride`` the model's coarse
+    cell in pixels: an image that would not cover one cell across after the resize is
+    refused (``check_size``). The default 8 is the finest coarse level of any model here;
+    ``Matcher`` passes its own.
     """
+    check_size(image, stride, input_size)
     gray = to_grayscale(image)
     height, width = gray.shape
-    if width == 0 or height == 0:
-        raise ImageError("image is empty (0 pixels); pass a non-empty image")
     letterbox = Letterbox.fit((width, height), input_size)
     if letterbox.resized_size != (width, height):
         shrinking = letterbox.scale < 1.0

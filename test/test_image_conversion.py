@@ -430,3 +430,40 @@ def test_fuzz_compressed_image(image_format, cut, flip):
         return
     assert out.dtype in (np.uint8, np.uint16)
     assert out.ndim == 2 or (out.ndim == 3 and out.shape[2] == 3)
+
+
+# ----- pixel limit (decompression bombs) -----
+
+
+def test_compressed_bomb_is_refused_before_decoding():
+    from coarse_loftr_ros.imageio import ImageTooLargeError
+    from hostile_images import png_declaring
+
+    msg = CompressedFields("mono8; png compressed mono8", png_declaring(30000, 30000))
+    for convert in (compressed_to_numpy, message_to_numpy):
+        with pytest.raises(ImageTooLargeError, match=r"compressed image \(format 'mono8; png compressed mono8'\) is 30000x30000") as info:
+            convert(msg)
+        assert "\n" not in str(info.value)
+
+
+def test_raw_image_above_the_limit_is_refused_and_a_claim_without_data_is_truncated():
+    from coarse_loftr_ros.imageio import ImageTooLargeError
+
+    # A real 7200x7000 mono8 message (50.4 megapixels, the data complete): over the default limit.
+    with pytest.raises(ImageTooLargeError, match="mono8 image is 7200x7000 = 50.4 megapixels"):
+        image_to_numpy(ImageFields("mono8", 7000, 7200, 7200, 0, bytes(7200 * 7000)))
+    # Claiming 30000x30000 with 16 bytes of data: the message is inconsistent.
+    with pytest.raises(ImageError, match="truncated image data"):
+        image_to_numpy(ImageFields("mono8", 30000, 30000, 30000, 0, bytes(16)))
+
+
+@pytest.mark.parametrize("kind", ["raw", "compressed"])
+def test_max_pixels_keyword_sets_or_lifts_the_limit(bgr, kind):
+    from coarse_loftr_ros.imageio import ImageTooLargeError
+
+    msg = make_image(bgr, "bgr8") if kind == "raw" else CompressedFields("png", encode(bgr, ".png"))
+    pixels = bgr.shape[0] * bgr.shape[1]
+    with pytest.raises(ImageTooLargeError, match=f"{bgr.shape[1]}x{bgr.shape[0]}"):
+        message_to_numpy(msg, max_pixels=pixels - 1)
+    for limit in (pixels, 0, None):
+        np.testing.assert_array_equal(message_to_numpy(msg, max_pixels=limit), bgr)
