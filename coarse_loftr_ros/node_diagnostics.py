@@ -3,9 +3,11 @@
 Public API:
 
 - ``MatcherStatistics(window_s=10.0, start_time=None)``: thread-safe counters and timings. The node calls
-  ``record_input()`` when a pair (stereo) or frame (sequence) arrives, ``record_dropped()``
-  when a newer one replaces it before processing, ``record_processed(latency_ms, matches)``
-  after publishing, ``record_bad_message()`` for an image that could not be converted or
+  ``record_image()`` for every image message received, ``record_unpaired(n)`` when the stereo
+  pairer drops ``n`` images that found no partner, ``record_input()`` when a pair (stereo) or
+  frame (sequence) is ready for matching, ``record_dropped()`` when a newer one replaces it
+  before processing, ``record_processed(latency_ms, matches)``
+  after publishing, ``record_overlay()`` for each overlay published, ``record_bad_message()`` for an image that could not be converted or
   matched, and ``record_failure()`` for an unexpected error.
 - ``MatcherStatistics.summary(now, input_timeout_s) -> DiagnosticSummary``: the level
   (``"ok"``, ``"warn"`` or ``"error"``), a one-line message and the key/value pairs that
@@ -44,11 +46,32 @@ class MatcherStatistics:
         self._failures: deque[float] = deque()
         self._started = time.monotonic() if start_time is None else start_time
         self._last_input: float | None = None
+        self._last_image: float | None = None
+        self.images = 0
+        self.unpaired = 0
+        self.overlays = 0
         self.inputs = 0
         self.processed = 0
         self.dropped = 0
         self.bad_messages = 0
         self.failures = 0
+
+    def record_image(self, now: float | None = None) -> None:
+        """An image message arrived (before any pairing)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.images += 1
+            self._last_image = now
+
+    def record_unpaired(self, count: int = 1) -> None:
+        """The stereo pairer dropped ``count`` images that found no partner within the slop."""
+        with self._lock:
+            self.unpaired += count
+
+    def record_overlay(self) -> None:
+        """An overlay picture was drawn and published (only while ~/overlay has subscribers)."""
+        with self._lock:
+            self.overlays += 1
 
     def record_input(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -104,13 +127,18 @@ class MatcherStatistics:
                 "latency max (ms)": f"{max(latencies):.1f}" if latencies else "-",
                 "matches last": str(matches[-1]) if matches else "-",
                 "matches mean": f"{sum(matches) / len(matches):.1f}" if matches else "-",
+                "images total": str(max(self.images, self.inputs)),
+                "unpaired images dropped total": str(self.unpaired),
                 "inputs total": str(self.inputs),
                 "processed total": str(self.processed),
                 "dropped stale total": str(self.dropped),
                 "bad messages total": str(self.bad_messages),
                 "failures total": str(self.failures),
+                "overlays total": str(self.overlays),
             }
-            idle = now - (self._last_input if self._last_input is not None else self._started)
+            last_input = self._last_input if self._last_input is not None else self._started
+            last_image = max(last_input, self._last_image if self._last_image is not None else self._started)
+            idle, unpaired_for = now - last_image, now - last_input
             recent_failures, recent_bad = len(self._failures), len(self._bad)
             recent_inputs = len(self._inputs)
 
@@ -118,6 +146,11 @@ class MatcherStatistics:
             return DiagnosticSummary("error", f"{recent_failures} matching failure(s) in the last {self.window_s:g} s; see the node log", values)
         if idle > input_timeout_s:
             return DiagnosticSummary("warn", f"no images for {idle:.1f} s; check the image topics and their QoS", values)
+        if unpaired_for > input_timeout_s:
+            return DiagnosticSummary(
+                "warn", f"images arrive but none paired for {unpaired_for:.1f} s; check that both cameras' stamps "
+                "agree within slop_s (or use sync approximate)", values
+            )
         if recent_bad:
             return DiagnosticSummary("warn", f"{recent_bad} bad image message(s) skipped in the last {self.window_s:g} s", values)
         if recent_inputs >= 4 and output_hz < 0.5 * input_hz:

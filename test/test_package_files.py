@@ -56,9 +56,11 @@ def test_package_xml_dependencies(package):
     assert {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"} <= buildtool
     exec_depends = {d.name for d in package.exec_depends}
     assert {
-        "rosidl_default_runtime", "rclpy", "std_msgs", "sensor_msgs", "message_filters",
-        "diagnostic_updater", "python3-numpy", "python3-opencv", "launch_ros",
+        "rosidl_default_runtime", "rclpy", "std_msgs", "sensor_msgs", "diagnostic_msgs",
+        "python3-numpy", "python3-opencv", "launch_ros",
     } <= exec_depends
+    # Not on PyPI, and the node needs neither (own stereo pairing and diagnostics).
+    assert not {"message_filters", "diagnostic_updater"} & exec_depends
     assert "std_msgs" in {d.name for d in package.build_depends}  # the message uses std_msgs/Header
 
 

@@ -1,0 +1,399 @@
+"""The live matcher node, end to end: a real node process, real rclpy, Fast DDS on loopback.
+
+Each test starts ``python -m coarse_loftr_ros.node --ros-args ...`` (as launch_testing
+would), publishes images from an rclpy node in this process and checks what comes back on
+``/matcher/matches``, ``/matcher/overlay`` and ``/diagnostics``, compared with
+``Matcher.match`` on the same frames. Skips without ROS 2 and a colcon-built workspace
+(``bash scripts/setup_ros2_venv.sh``, then ``source .ros2/setup.bash``).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from node_live_support import (
+    REPO,
+    Driver,
+    NodeProcess,
+    assert_same_matches,
+    compressed_message,
+    image_message,
+    next_domain_id,
+    ros_or_skip,
+    stamp,
+)
+
+_reason = ros_or_skip()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from coarse_loftr_ros.msg import MatchArray  # noqa: E402
+
+FREIBURG = REPO.parent / "shared" / "data" / "freiburg_sequence"
+READY = "publishing /matcher/matches"
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Consecutive 640x480 BGR frames: ../shared's Freiburg sequence, or shifted crops of a photograph."""
+    import cv2
+
+    files = sorted(FREIBURG.glob("*.png"))
+    if files:
+        return [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files[:8]]
+    import skimage.data
+
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)  # 512x512
+    photo = cv2.resize(photo, (800, 640))
+    return [np.ascontiguousarray(photo[8 * i: 8 * i + 480, 6 * i: 6 * i + 640]) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    from coarse_loftr_ros import Matcher
+
+    return Matcher()
+
+
+@pytest.fixture
+def live(tmp_path: Path):
+    """start(arguments) -> (NodeProcess, Driver); both are stopped after the test."""
+    started: list = []
+
+    def start(*arguments: str, wait_ready: bool = True, command: list[str] | None = None, cwd: Path = REPO):
+        domain = next_domain_id()
+        node = NodeProcess(list(arguments), domain, tmp_path / f"node{len(started)}.log", command=command, cwd=cwd)
+        driver = Driver(domain)
+        started.append((node, driver))
+        if wait_ready:
+            node.wait_for_log(READY)
+        return node, driver
+
+    yield start
+    for node, driver in started:
+        node.stop(signal.SIGINT)
+        driver.close()
+
+
+def _wait_count(driver: Driver, received: list, count: int, timeout_s: float = 60.0, what: str = "MatchArray") -> None:
+    driver.wait_for(lambda: len(received) >= count, timeout_s, f"{count} {what} message(s), got {len(received)}")
+
+
+def _statuses(diagnostics: list) -> list:
+    return [status for _, array in diagnostics for status in array.status if status.name.endswith(": matcher")]
+
+
+def _values(status) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def _feed_sequence(driver: Driver, publisher, matches: list, images: list[np.ndarray], start_s: float = 100.0,
+                   make=image_message) -> list:
+    """Publish frames one by one, each after the previous one's MatchArray; return their stamps."""
+    stamps = []
+    for i, image in enumerate(images):
+        stamps.append(stamp(start_s + 0.1 * i))
+        publisher.publish(make(image, stamps[-1]))
+        if i == 0:
+            time.sleep(1.0)  # the first frame starts the sequence: nothing to wait for
+        else:
+            _wait_count(driver, matches, i)
+    return stamps
+
+
+def test_sequence_mode_matches_consecutive_frames_like_matcher_match(live, frames, matcher):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-r", "image:=/camera/image_raw")
+    publisher = driver.publisher(Image, "/camera/image_raw")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    images = frames[:5]
+    stamps = _feed_sequence(driver, publisher, matches, images)
+    time.sleep(0.5)
+    assert len(matches) == len(images) - 1
+    for i, (_, msg) in enumerate(matches, start=1):
+        assert (msg.header0.stamp, msg.header1.stamp, msg.header.stamp) == (stamps[i - 1], stamps[i], stamps[i])
+        assert msg.header.frame_id == msg.header1.frame_id == "camera"
+        height, width = images[i].shape[:2]
+        assert (msg.image0_width, msg.image0_height, msg.image1_width, msg.image1_height) == (width, height, width, height)
+        expected = matcher.match(images[i - 1], images[i])
+        assert (msg.grid_width, msg.grid_height) == tuple(expected.grid_size)
+        assert msg.backend == "onnxruntime" and msg.model == str(expected.model)
+        assert msg.latency_ms > 0
+        assert_same_matches(msg, expected)
+
+
+def test_the_installed_executable_runs_like_ros2_run(live, frames, tmp_path):
+    """``lib/coarse_loftr_ros/matcher_node`` from the colcon install (what ``ros2 run`` starts),
+    outside the checkout, so the installed copy of the package is the one that runs."""
+    from ament_index_python.packages import get_package_prefix
+
+    executable = Path(get_package_prefix("coarse_loftr_ros")) / "lib" / "coarse_loftr_ros" / "matcher_node"
+    assert executable.is_file()
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", command=[str(executable)], cwd=tmp_path)
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:3])
+    assert all(len(msg.confidence) > 20 for _, msg in matches)
+
+
+def _stereo_pair(driver, left_publisher, right_publisher, images, t0: float, t1: float):
+    left_publisher.publish(image_message(images[0], stamp(t0), "left"))
+    time.sleep(0.05)
+    right_publisher.publish(image_message(images[1], stamp(t1), "right"))
+
+
+def test_stereo_approximate_pairs_within_the_slop_and_drops_a_frame_without_partner(live, frames, matcher):
+    node, driver = live("-p", "mode:=stereo", "-p", "sync:=approximate", "-p", "slop_s:=0.02",
+                        "-p", "qos_reliability:=reliable", "-r", "image0:=/stereo/left", "-r", "image1:=/stereo/right")
+    left, right = driver.publisher(Image, "/stereo/left"), driver.publisher(Image, "/stereo/right")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(left)
+    driver.wait_for_subscribers(right)
+    pair = frames[0], frames[2]
+
+    _stereo_pair(driver, left, right, pair, 10.000, 10.005)  # 5 ms apart: a pair
+    _wait_count(driver, matches, 1)
+    left.publish(image_message(pair[0], stamp(11.0), "left"))  # no right image near 11.0 s
+    time.sleep(0.3)
+    _stereo_pair(driver, left, right, pair, 12.000, 11.990)  # right 10 ms earlier: a pair
+    _wait_count(driver, matches, 2)
+    time.sleep(1.5)  # a diagnostics period
+    assert len(matches) == 2
+    stamps = [(m.header0.stamp, m.header1.stamp) for _, m in matches]
+    assert stamps == [(stamp(10.0), stamp(10.005)), (stamp(12.0), stamp(11.990))]
+    first = matches[0][1]
+    assert first.header0.frame_id == "left" and first.header1.frame_id == "right" and first.header == first.header1
+    assert_same_matches(first, matcher.match(*pair))
+    values = _values(_statuses(diagnostics)[-1])
+    assert values["unpaired images dropped total"] == "1" and values["processed total"] == "2"
+
+
+def test_stereo_exact_needs_identical_stamps(live, frames, matcher):
+    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "qos_reliability:=reliable")
+    left, right = driver.publisher(Image, "/image0"), driver.publisher(Image, "/image1")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(left)
+    driver.wait_for_subscribers(right)
+    pair = frames[1], frames[3]
+    _stereo_pair(driver, left, right, pair, 20.0, 20.001)  # 1 ms apart: not a pair for exact sync
+    time.sleep(1.0)
+    assert matches == []
+    _stereo_pair(driver, left, right, pair, 21.0, 21.0)
+    _wait_count(driver, matches, 1)
+    msg = matches[0][1]
+    assert msg.header0.stamp == msg.header1.stamp == stamp(21.0)
+    assert_same_matches(msg, matcher.match(*pair))
+
+
+def test_compressed_input(live, frames, matcher):
+    node, driver = live("-p", "mode:=sequence", "-p", "image_transport:=compressed", "-p", "qos_reliability:=reliable",
+                        "-r", "image:=/camera/image")
+    publisher = driver.publisher(CompressedImage, "/camera/image/compressed")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    images = frames[:3]
+    _feed_sequence(driver, publisher, matches, images, make=compressed_message)  # PNG: lossless
+    assert len(matches) == 2
+    for i, (_, msg) in enumerate(matches, start=1):
+        assert_same_matches(msg, matcher.match(images[i - 1], images[i]))
+
+
+def test_overlay_is_drawn_only_while_someone_subscribes(live, frames):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:3], start_s=100.0)
+    time.sleep(1.5)
+    assert _values(_statuses(diagnostics)[-1])["overlays total"] == "0"
+
+    overlays, subscription = driver.collect(Image, "/matcher/overlay")
+    overlay_publisher_seen = time.monotonic() + 30
+    while driver.node.count_publishers("/matcher/overlay") < 1 and time.monotonic() < overlay_publisher_seen:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the node's publisher see the new subscription
+    for i, image in enumerate(frames[3:6]):
+        publisher.publish(image_message(image, stamp(101.0 + 0.1 * i)))
+        _wait_count(driver, overlays, i + 1, what="overlay")
+    picture = overlays[-1][1]
+    assert picture.encoding == "bgr8" and picture.height >= 480 and picture.width >= 640
+    assert picture.header.stamp == stamp(101.2)
+
+    driver.node.destroy_subscription(subscription)
+    time.sleep(1.5)
+    diagnostics.clear()
+    _wait_count(driver, diagnostics, 1, what="diagnostics")
+    before = int(_values(_statuses(diagnostics)[-1])["overlays total"])
+    for i, image in enumerate(frames[6:8]):
+        publisher.publish(image_message(image, stamp(102.0 + 0.1 * i)))
+        _wait_count(driver, matches, 6 + i)
+    time.sleep(1.5)
+    assert before == 3
+    assert int(_values(_statuses(diagnostics)[-1])["overlays total"]) == before
+
+
+def test_diagnostics_levels_follow_the_input(live, frames):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "input_timeout_s:=1.5")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(publisher)
+    driver.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "no images" in s.message for s in _statuses(diagnostics)),
+                    10, "a 'no images' warning")
+    status = _statuses(diagnostics)[-1]
+    assert status.hardware_id == "coarse_loftr_ros/onnxruntime" and _values(status)["mode"] == "sequence"
+
+    diagnostics.clear()
+    for i in range(8):  # 5 Hz: well within what the node matches
+        publisher.publish(image_message(frames[i], stamp(200.0 + 0.2 * i)))
+        time.sleep(0.2)
+    _wait_count(driver, matches, 7)
+    assert _statuses(diagnostics)[-1].level == DiagnosticStatus.OK, _statuses(diagnostics)[-1]
+
+    bad = image_message(frames[0], stamp(202.0))
+    bad.data = bad.data[:1000]
+    publisher.publish(bad)
+    driver.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "bad image" in s.message for s in _statuses(diagnostics)),
+                    10, "a 'bad image' warning")
+
+
+def _set_parameters(driver: Driver, **values) -> list:
+    client = driver.node.create_client(SetParameters, "/matcher/set_parameters")
+    assert client.wait_for_service(timeout_sec=30)
+    parameters = []
+    for name, value in values.items():
+        if isinstance(value, float):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        elif isinstance(value, str):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        else:
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        parameters.append(Parameter(name=name, value=parameter_value))
+    future = client.call_async(SetParameters.Request(parameters=parameters))
+    driver.wait_for(future.done, 30, "the set_parameters response")
+    driver.node.destroy_client(client)
+    return future.result().results
+
+
+def test_parameters_change_at_run_time_and_bad_changes_are_refused(live, frames, matcher):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:2])
+    all_matches = len(matches[-1][1].confidence)
+
+    result, = _set_parameters(driver, threshold=0.5)
+    assert result.successful, result.reason
+    result, = _set_parameters(driver, max_matches=25)
+    assert result.successful, result.reason
+    publisher.publish(image_message(frames[2], stamp(100.2)))
+    _wait_count(driver, matches, 2)
+    msg = matches[-1][1]
+    expected = matcher.match(frames[1], frames[2])
+    strong = int((expected.confidence >= 0.5).sum())
+    assert len(msg.confidence) == min(25, strong) < all_matches
+    assert min(msg.confidence) >= 0.5
+
+    for change, words in [({"threshold": 1.5}, "threshold"), ({"max_matches": -1}, "max_matches"),
+                          ({"mode": "stereo"}, "read-only")]:
+        result, = _set_parameters(driver, **change)
+        assert not result.successful and words in result.reason, (change, result.reason)
+    results = _set_parameters(driver, max_matches=0, threshold=0.0)
+    assert [r.successful for r in results] == [True, True]
+    publisher.publish(image_message(frames[3], stamp(100.3)))
+    _wait_count(driver, matches, 3)
+    assert_same_matches(matches[-1][1], matcher.match(frames[2], frames[3]))
+    assert node.process.poll() is None
+
+
+@pytest.mark.parametrize("arguments, named", [
+    (["-p", "no_such_param:=3"], "no_such_param"),
+    (["-p", "threshold:=1.5"], "threshold"),
+    (["-p", "threshold:=.nan"], "threshold"),
+    (["-p", "max_matches:=-1"], "max_matches"),
+    (["-p", "mode:=mono"], "mode"),
+    (["-p", "slop_s:=1"], "slop_s"),
+    (["-p", "model:=/nonexistent/model.onnx"], "/nonexistent/model.onnx"),
+])
+def test_bad_parameters_end_with_one_fatal_line_and_exit_1(tmp_path, arguments, named):
+    node = NodeProcess(arguments, next_domain_id(), tmp_path / "node.log")
+    returncode = node.process.wait(timeout=120)
+    lines = node.log().strip().splitlines()
+    assert returncode == 1, node.log()
+    assert len(lines) == 1 and "[FATAL]" in lines[0] and named in lines[0], node.log()
+
+
+def test_bad_image_messages_are_logged_and_skipped(live, frames, matcher):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:2])
+
+    truncated = image_message(frames[2], stamp(100.2))
+    truncated.data = truncated.data[: len(truncated.data) // 2]
+    unknown = image_message(frames[2], stamp(100.3))
+    unknown.encoding = "weird16"
+    empty = image_message(frames[2], stamp(100.4))
+    empty.width = empty.height = empty.step = 0
+    empty.data = b""
+    huge = image_message(np.zeros((3000, 4000), np.uint8), stamp(100.5))
+    huge.height = 3000  # 4000x3000 mono8 claimed, 1000 rows of data sent
+    huge.data = huge.data[: 4000 * 1000]
+    for i, bad in enumerate([truncated, unknown, empty, huge]):
+        publisher.publish(bad)
+        time.sleep(0.5)
+        publisher.publish(image_message(frames[2 + i], stamp(101.0 + i)))
+        _wait_count(driver, matches, 2 + i)
+    time.sleep(1.5)
+    log = node.log()
+    warnings = [line for line in log.splitlines() if "[WARN]" in line and "skipped an image message" in line]
+    assert len(warnings) >= 3, log  # one line per kind of problem (numbers aside)
+    assert _values(_statuses(diagnostics)[-1])["bad messages total"] == "4"
+    # The sequence went on from the last good frame each time.
+    assert_same_matches(matches[-1][1], matcher.match(frames[4], frames[5]))
+    assert node.process.poll() is None
+
+
+def test_a_real_4000x3000_image_is_matched_in_original_pixels(live, frames):
+    import cv2
+
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    big = [cv2.resize(frame, (4000, 3000), interpolation=cv2.INTER_LINEAR) for frame in frames[:2]]
+    _feed_sequence(driver, publisher, matches, big)
+    msg = matches[0][1]
+    keypoints = np.asarray(msg.keypoints1).reshape(-1, 2)
+    assert (msg.image1_width, msg.image1_height) == (4000, 3000) and len(keypoints) > 20
+    assert keypoints[:, 0].max() > 2000 and keypoints[:, 1].max() > 1500  # not in model-input pixels
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_end_the_node_with_exit_0(live, frames, sig):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:2])
+    for i in range(5):  # a signal while frames keep arriving
+        publisher.publish(image_message(frames[i], stamp(300.0 + 0.05 * i)))
+    returncode = node.stop(sig)
+    assert returncode == 0, node.log()
+    assert "Traceback" not in node.log()
