@@ -89,7 +89,7 @@ def draw_matches(
     Args:
         image0, image1: the matched images (uint8/uint16, gray, BGR or BGRA).
         result: their matches, sorted by descending confidence (as ``Matcher`` returns them).
-        caption: replaces the first banner line ("N matches, K consistent ... | backend | ms").
+        caption: a first banner line above the counts (default: counts, backend and time in one line).
         max_lines: draw the ``max_lines`` most confident matches (0: none; counts still shown).
         ransac_px: inlier distance of the consistency check in original-image pixels.
     """
@@ -116,18 +116,22 @@ def draw_matches(
         cv2.circle(canvas, p0, radius, colour, -1, cv2.LINE_AA)
         cv2.circle(canvas, p1, radius, colour, -1, cv2.LINE_AA)
 
+    _put_lines(canvas, overlay_text(result, consistent, count, ransac_px, caption))
+    return canvas
+
+
+def overlay_text(
+    result: MatchResult, consistent: np.ndarray | None, shown: int, ransac_px: float = DEFAULT_RANSAC_PX, caption: str | None = None
+) -> list[str]:
+    """The banner lines: counts (all matches), backend and time, what is drawn and what the colours mean."""
     total_ms = result.timing_ms.get("total")
     if consistent is None:
         counts = f"{len(result)} matches (too few to check the geometry)"
-        legend = f"showing {count} | amber: not checked"
+        legend = f"showing {shown} | amber: not checked"
     else:
         counts = f"{len(result)} matches, {int(consistent.sum())} consistent ({100.0 * consistent.mean():.0f}%)"
-        legend = (
-            f"showing the {count} most confident | green: consistent, red: not "
-            f"(fundamental matrix, {ransac_px:g} px)"
-        )
-    first = caption if caption is not None else " | ".join(
-        part for part in (counts, result.backend, f"{total_ms:.1f} ms" if total_ms is not None else "") if part
-    )
-    _put_lines(canvas, [first, legend] if caption is None else [first, counts, legend])
-    return canvas
+        legend = f"showing the {shown} most confident | green: consistent, red: not (fundamental matrix, {ransac_px:g} px)"
+    if caption is not None:
+        return [caption, counts, legend]
+    first = " | ".join(part for part in (counts, result.backend, f"{total_ms:.1f} ms" if total_ms is not None else "") if part)
+    return [first, legend]
