@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros.errors import ImageError
+from coarse_loftr_ros.imageio import ImageTooLargeError
 from coarse_loftr_ros.matcher import Matcher
 from coarse_loftr_ros.message_matching import MessageMatcher
+from coarse_loftr_ros.preprocess import ImageSizeError
+from hostile_images import png_declaring
+from matching import assert_same_matches
 
 typesys = pytest.importorskip("rosbags.typesys")
 STORE = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
@@ -50,13 +54,6 @@ def matcher(exported_model) -> Matcher:
 @pytest.fixture(scope="module")
 def frames(freiburg_frames) -> list[np.ndarray]:
     return freiburg_frames[:8]
-
-
-def assert_same_matches(a, b):
-    np.testing.assert_array_equal(a.cells0, b.cells0)
-    np.testing.assert_array_equal(a.cells1, b.cells1)
-    np.testing.assert_allclose(a.keypoints0, b.keypoints0, atol=1e-3)
-    np.testing.assert_allclose(a.keypoints1, b.keypoints1, atol=1e-3)
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8"])
@@ -114,14 +111,49 @@ def test_bad_message_is_skipped_without_breaking_the_sequence(matcher, frames):
     assert_same_matches(matched.result, matcher.match(frames[0], frames[2]))
 
 
-def test_a_frame_the_matcher_rejects_restarts_the_sequence(matcher, frames):
+REFUSED_FRAMES = {
+    "8x8": (lambda: image_message(np.zeros((8, 8, 3), np.uint8), 1), ImageSizeError, "smaller than one coarse cell"),
+    "10000x20": (lambda: image_message(np.full((20, 10000, 3), 90, np.uint8), 1), ImageSizeError, "less than one coarse cell"),
+    "bomb": (
+        lambda: CompressedImage(header=header(1), format="png", data=np.frombuffer(png_declaring(30000, 30000), np.uint8)),
+        ImageTooLargeError,
+        "30000x30000",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED_FRAMES)
+@pytest.mark.parametrize("keyframe_every", [1, 3])
+def test_a_frame_the_matcher_refuses_keeps_the_previous_frame(matcher, frames, name, keyframe_every):
+    """[f0, refused, f2, f3]: f0-f2 and f2-f3 (keyframes every 3: f0-f2, f0-f3), as Matcher.match_next does."""
+    make, error_type, message = REFUSED_FRAMES[name]
+    streams = MessageMatcher(Matcher(matcher.backend.model_path), keyframe_every=keyframe_every)
+    assert streams.match_sequence(image_message(frames[0], 0)) is None
+    with pytest.raises(error_type, match=message):
+        streams.match_sequence(make())
+    matched = streams.match_sequence(image_message(frames[2], 2))
+    assert matched.header0.stamp == header(0).stamp  # still paired with the last good frame
+    assert_same_matches(matched.result, matcher.match(frames[0], frames[2]))
+    matched = streams.match_sequence(image_message(frames[3], 3))
+    reference = 2 if keyframe_every == 1 else 0
+    assert matched.header0.stamp == header(reference).stamp
+    assert_same_matches(matched.result, matcher.match(frames[reference], frames[3]))
+    assert streams.pairer.resets == 0
+
+
+def test_a_refused_first_frame_leaves_no_sequence(matcher, frames):
     streams = MessageMatcher(Matcher(matcher.backend.model_path))
-    streams.match_sequence(image_message(frames[0], 0))
-    tiny = image_message(np.zeros((4, 4, 3), np.uint8), 1)  # too small for the model's stride
-    with pytest.raises(ImageError):
-        streams.match_sequence(tiny)
-    assert streams.match_sequence(image_message(frames[2], 2)) is None  # a new sequence starts
-    assert streams.match_sequence(image_message(frames[3], 3)).header0.stamp == header(2).stamp
+    with pytest.raises(ImageSizeError):
+        streams.match_sequence(image_message(np.zeros((8, 8, 3), np.uint8), 0))
+    assert streams.match_sequence(image_message(frames[1], 1)) is None
+    assert streams.match_sequence(image_message(frames[2], 2)).header0.stamp == header(1).stamp
+
+
+def test_max_pixels_reaches_the_conversion(matcher, frames):
+    streams = MessageMatcher(matcher, max_pixels=640 * 480 - 1)
+    with pytest.raises(ImageTooLargeError, match="640x480"):
+        streams.match_stereo(image_message(frames[0], 0), image_message(frames[1], 0))
+    assert len(MessageMatcher(matcher, max_pixels=0).match_stereo(image_message(frames[0], 0), image_message(frames[1], 0)).result) > 100
 
 
 def test_time_going_backwards_restarts_the_sequence(matcher, frames):
