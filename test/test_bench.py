@@ -44,3 +44,45 @@ def test_bench_without_reference_says_so(tmp_path, exported_model, freiburg_fram
     assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence"}
     assert report["methods"]["coarse-loftr pair"]["vs_reference"] is None
     assert "reference model not found" in report["reference_note"]
+
+
+def test_bench_defaults_come_from_the_working_directory_not_the_install(tmp_path, monkeypatch):
+    from coarse_loftr_ros.commands.bench import FRAMES, REFERENCE, SHARED_ENV, find_shared
+
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    checkout, shared = tmp_path / "work" / "checkout", tmp_path / "work" / "shared"
+    (shared / FRAMES).mkdir(parents=True)
+    checkout.mkdir()
+    assert find_shared(FRAMES, cwd=checkout) == shared / FRAMES  # ../shared beside the checkout
+    assert find_shared(FRAMES, cwd=tmp_path / "work") == shared / FRAMES  # ./shared
+    assert find_shared(REFERENCE, cwd=checkout) is None  # no reference model there
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / FRAMES).mkdir(parents=True)
+    monkeypatch.setenv(SHARED_ENV, str(elsewhere))
+    assert find_shared(FRAMES, cwd=checkout) == elsewhere / FRAMES  # the variable comes first
+
+
+def test_bench_without_frames_says_what_to_pass_in_one_line(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "COARSE_LOFTR_SHARED"}
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    process = subprocess.run([sys.executable, "-m", "coarse_loftr_ros.cli", "bench"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pass --frames DIR" in lines[0] and "COARSE_LOFTR_SHARED" in lines[0], process.stderr
+    assert str(tmp_path.parent / "shared") in lines[0]  # where it looked: relative to the working directory
+
+
+def test_bench_runs_from_any_directory_with_the_shared_folder_named(tmp_path, freiburg_frames):
+    import os
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    shared = repo.parent / "shared"
+    env = {**os.environ, "COARSE_LOFTR_SHARED": str(shared), "PYTHONPATH": str(repo)}
+    out = tmp_path / "bench.json"
+    process = subprocess.run([sys.executable, "-m", "coarse_loftr_ros.cli", "bench", "--max-frames", "3", "--rounds", "1",
+                              "--no-classical", "--json", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 2 and "reference (released ONNX + numpy)" in report["methods"]
