@@ -278,7 +278,7 @@ class HomographySampling:
 
     Image 0 is a random crop of the source photo (``crop_scale``: crop side relative to the
     largest crop of the output aspect ratio that fits). Image 1 sees the same region moved:
-    rotated by up to ``rotation`` degrees, scaled by a factor in ``scale`` (log-uniform),
+    rotated by ``min_rotation`` to ``rotation`` degrees either way, scaled by a factor in ``scale`` (log-uniform),
     translated by up to ``translation`` of the crop size and with each corner moved by up to
     ``perspective`` of the crop size.
     """
@@ -288,6 +288,7 @@ class HomographySampling:
     scale: tuple[float, float] = (0.7, 1.4)
     translation: float = 0.15
     perspective: float = 0.12
+    min_rotation: float = 0.0
 
 
 def _crop_corners(source_size: tuple[int, int], aspect: float, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -317,7 +318,10 @@ def sample_homography_pair(
     corners0 = _crop_corners((width, height), aspect, rng.uniform(*sampling.crop_scale), rng)
     centre = corners0.mean(axis=0)
     extent = corners0[2] - corners0[0]
-    angle = np.deg2rad(rng.uniform(-sampling.rotation, sampling.rotation))
+    if sampling.min_rotation > 0:
+        angle = np.deg2rad(rng.choice([-1.0, 1.0]) * rng.uniform(sampling.min_rotation, sampling.rotation))
+    else:  # (the draw of the shipped recipes, kept so that their seeds give the same pairs)
+        angle = np.deg2rad(rng.uniform(-sampling.rotation, sampling.rotation))
     scale = np.exp(rng.uniform(np.log(sampling.scale[0]), np.log(sampling.scale[1])))
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     corners1 = (corners0 - centre) @ rotation.T / scale + centre

@@ -221,13 +221,43 @@ def read_pose_pairs(folder: str | Path) -> list[PosePair]:
     return pairs
 
 
+def difficulty_levels() -> dict[str, tuple["HomographySampling", "PhotometricAugmentation"]]:
+    """The development benchmark's difficulty levels: name -> (warp sampling, photometric changes).
+
+    Harder than the training warps of the shipped recipes (rotation up to 25 deg): in-plane
+    rotation magnitude bands, scale, perspective (corner moves, fraction of the crop) and
+    photometric strength all grow with the level. ``hard`` goes beyond what users were
+    promised (rotations 30-60 deg, scale 0.5-2).
+    """
+    from .datasets import HomographySampling, PhotometricAugmentation
+
+    return {
+        "easy": (HomographySampling(rotation=15.0, scale=(0.8, 1.25), perspective=0.05), PhotometricAugmentation(probability=0.3)),
+        "medium": (
+            HomographySampling(min_rotation=15.0, rotation=30.0, scale=(0.65, 1.5), perspective=0.12),
+            PhotometricAugmentation(probability=0.5),
+        ),
+        "hard": (
+            HomographySampling(min_rotation=30.0, rotation=60.0, scale=(0.5, 2.0), perspective=0.2),
+            PhotometricAugmentation(probability=0.7, brightness=50.0, contrast=(0.5, 1.6), gamma=(0.5, 2.0), noise=10.0,
+                                    blur=(0.5, 2.5), jpeg_quality=(20, 80)),
+        ),
+    }
+
+
 def make_homography_set(
-    images: Sequence[str | Path], output: str | Path, count: int, size: tuple[int, int] = (640, 480), seed: int = 0, photometric: bool = True
+    images: Sequence[str | Path],
+    output: str | Path,
+    count: int,
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    photometric: bool = True,
+    difficulty: str | None = None,
 ) -> list[Path]:
     """Write ``count`` homography pairs drawn from ``images`` into ``output`` (the folder format above).
 
-    Uses the training warps and photometric changes (``coarse_loftr_train.datasets``), so a
-    held-out image set becomes a benchmark of the same kind of change.
+    By default uses the training warps and photometric changes of the shipped recipes
+    (``coarse_loftr_train.datasets``); ``difficulty`` names one of ``difficulty_levels()``.
     """
     from .datasets import HomographySampling, PhotometricAugmentation, read_gray, sample_homography_pair
 
@@ -236,12 +266,20 @@ def make_homography_set(
     files = [Path(p) for p in images]
     if not files:
         raise ValueError("make_homography_set needs at least one image")
-    augment = PhotometricAugmentation() if photometric else None
+    if difficulty is None:
+        sampling, augment = HomographySampling(), PhotometricAugmentation()
+    else:
+        levels = difficulty_levels()
+        if difficulty not in levels:
+            raise ValueError(f"unknown difficulty {difficulty!r}; use one of {', '.join(levels)}")
+        sampling, augment = levels[difficulty]
+    if not photometric:
+        augment = None
     written = []
     for index in range(count):
         rng = np.random.default_rng([seed, index])
         source = read_gray(files[index % len(files)])
-        image0, image1, homography = sample_homography_pair(source, size, HomographySampling(), rng)
+        image0, image1, homography = sample_homography_pair(source, size, sampling, rng)
         if augment is not None:
             image0, image1 = augment(image0, rng), augment(image1, rng)
         name = f"{index:04d}"

@@ -228,3 +228,15 @@ def test_mvsnet_pair_file(plane_scene):
     root, _ = plane_scene
     pairs = read_mvsnet_pairs(next(root.iterdir()) / "cams" / "pair.txt")
     assert pairs == [(0, 1, 0.9), (1, 0, 0.9)]
+
+
+def test_rotation_band_draws_magnitudes_between_min_and_max_either_way():
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    sampling = HomographySampling(crop_scale=(0.5, 0.5), min_rotation=30.0, rotation=60.0, scale=(1.0, 1.0), translation=0.0, perspective=0.0)
+    angles = []
+    for seed in range(16):
+        _, _, homography = sample_homography_pair(photo, (160, 120), sampling, np.random.default_rng(seed))
+        angles.append(np.degrees(np.arctan2(homography[1, 0], homography[0, 0])))
+    magnitudes = np.abs(angles)
+    assert magnitudes.min() >= 30 - 1e-6 and magnitudes.max() <= 60 + 1e-6
+    assert min(angles) < 0 < max(angles)

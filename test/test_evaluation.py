@@ -136,3 +136,29 @@ def test_make_homographies_command(tmp_path):
     assert main(["eval", "--make-homographies", str(src), "--last", "2", "--output", str(tmp_path / "out"), "--count", "3", "--size", "160x128"]) == 0
     pairs = ev.read_homography_pairs(tmp_path / "out")
     assert len(pairs) == 3 and cv2.imread(str(pairs[0].image0)).shape[:2] == (128, 160)
+
+
+def _rotation_deg(homography: np.ndarray, size: tuple[int, int]) -> float:
+    """In-plane rotation of a homography at the image centre (degrees), from its local Jacobian."""
+    cx, cy = size[0] / 2, size[1] / 2
+    points = np.array([[cx, cy], [cx + 1, cy]], np.float64)
+    warped = cv2.perspectiveTransform(points[None], homography)[0]
+    dx, dy = warped[1] - warped[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def test_difficulty_levels_draw_their_rotation_bands(tmp_path):
+    """The dev benchmark's levels: 'hard' rotates 30-60 deg either way, 'easy' at most ~15."""
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    angles = {}
+    for level in ("easy", "hard"):
+        ev.make_homography_set([tmp_path / "a.png"], tmp_path / level, count=12, size=(160, 120), seed=1, difficulty=level)
+        angles[level] = np.array([abs(_rotation_deg(p.homography, (160, 120))) for p in ev.read_homography_pairs(tmp_path / level)])
+    # Perspective bends the local angle around the drawn rotation (the band itself: test_datasets).
+    assert np.median(angles["hard"]) > 35 and np.median(angles["easy"]) < 12
+    levels = ev.difficulty_levels()
+    assert [levels[n][0].rotation for n in ("easy", "medium", "hard")] == sorted(levels[n][0].rotation for n in levels)
+    assert levels["hard"][0].min_rotation >= 30 and levels["hard"][0].scale == (0.5, 2.0)
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        ev.make_homography_set([tmp_path / "a.png"], tmp_path / "x", count=1, difficulty="extreme")

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The development benchmark in one run: every model and baseline on every difficulty.
+
+    python scripts/make_dev_benchmark.py                       # once: runs/dev/{easy,medium,hard}
+    python scripts/evaluate_dev.py --model default --model released --json runs/dev/results.json
+
+Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
+held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
+relative-pose AUC@5/10/20 deg on the real castle views (``--poses``) and the motorcycle stereo
+pair. ``--model`` takes a model file, ``default`` (the shipped model) or ``released`` (the
+released reduced model in ../shared). It prints a Markdown table (the model card's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from coarse_loftr_ros import Matcher
+from coarse_loftr_train import evaluation
+
+LEVELS = ("easy", "medium", "hard")
+
+
+def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
+    methods: dict[str, evaluation.Method] = {}
+    for model in args.model or ["default"]:
+        path = {"default": None, "released": args.shared / "weights" / "coarse_loftr_trt_student.onnx"}.get(model, model)
+        methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold))
+    if not args.no_baselines:
+        methods["orb-2000"] = evaluation.orb_method(2000)
+        methods["sift-2000"] = evaluation.sift_method(2000)
+    return methods
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    levels = {level: evaluation.read_homography_pairs(args.dev / level) for level in LEVELS if (args.dev / level).is_dir()}
+    if not levels:
+        raise SystemExit(f"error: no levels under {args.dev}; run scripts/make_dev_benchmark.py first")
+    poses = evaluation.read_pose_pairs(args.poses) if args.poses.is_dir() else []
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, method in methods_for(args).items():
+        print(f"evaluating {name} ...", flush=True)
+        entry = {level: evaluation.evaluate_homographies(method, pairs) for level, pairs in levels.items()}
+        if len(levels) == len(LEVELS):
+            entry["all"] = {key: sum(entry[level][key] for level in LEVELS) / len(LEVELS) for key in entry["easy"]}
+        if poses:
+            entry["castle_pose"] = evaluation.evaluate_poses(method, poses)
+        entry["stereo"] = evaluation.evaluate_stereo(method, *evaluation.motorcycle_pair())
+        results[name] = entry
+    return results
+
+
+def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    names = [b for b in (*LEVELS, "all") if b in next(iter(results.values()))]
+    head = "| method | " + " | ".join(f"AUC@5 {n}" for n in names) + " | precision@3px all | matches | castle pose AUC@5/10/20 | stereo within 1/3 px |"
+    lines = [head, "| --- |" + " ---: |" * (len(names) + 4)]
+    for name, entry in results.items():
+        cells = [f"{entry[n]['auc@5px']:.1f}" for n in names]
+        everything = entry.get("all", entry[names[0]])
+        pose = entry.get("castle_pose")
+        pose_text = " / ".join(f"{pose[f'auc@{t}deg']:.1f}" for t in (5, 10, 20)) if pose else "-"
+        stereo = entry["stereo"]
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {everything['precision@3px']:.1f} | {everything['matches']:.0f} | {pose_text} | "
+            f"{stereo['accuracy@1px']:.1f} / {stereo['accuracy@3px']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="model file, default or released (repeatable)")
+    parser.add_argument("--threshold", type=float, default=None, help="runtime confidence threshold for the models")
+    parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.poses = args.poses or args.shared / "data" / "castle_p30_pose"
+    results = evaluate(args)
+    print(markdown(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
