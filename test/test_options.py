@@ -178,3 +178,22 @@ def test_cli_failed_match_leaves_an_existing_output_untouched(pair, tmp_path) ->
     assert_one_line_error(done, "does not exist")
     assert out.read_text() == "previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--threshold", "2"], "argument --threshold: must be a number in [0, 1]"),
+        (["--top-k", "0"], "argument --top-k: must be a whole number >= 1"),
+        (["--border", "-1"], "argument --border: must be a whole number >= 0"),
+        (["--width", "-640"], "argument --width: must be a whole number >= 1"),
+    ],
+)
+def test_cli_export_option_values_are_one_line_exit_2(extra, fragment, tmp_path) -> None:
+    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "x.onnx", *extra), fragment)
+
+
+def test_cli_export_output_is_checked_before_loading_the_checkpoint(tmp_path) -> None:
+    # The checkpoint does not exist: the output error must come first.
+    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path), "--output", "is a folder")
+    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "no" / "x.onnx"), "does not exist; create it first")

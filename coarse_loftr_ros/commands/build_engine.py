@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
             raise CoarseLoftrError("--int8 needs --calibration-images DIR (images like the ones the camera sees)")
     if (args.width is None) != (args.height is None):
         raise CoarseLoftrError("give both --width and --height, or neither")
-    if args.output.is_dir():
-        raise CoarseLoftrError(f"--output {args.output} is a folder; pass a file name such as model.engine")
+    from ..options import check_output_file
+
+    check_output_file(args.output, "--output", (".engine", ".plan"))  # the suffixes Matcher(model=...) loads
     if args.output.resolve() == args.onnx.resolve():
         raise CoarseLoftrError("--output would overwrite the ONNX model; pass another file name")
     load_onnx_graph(args.onnx)  # a missing or unreadable model is reported before TensorRT is needed

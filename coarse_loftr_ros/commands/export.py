@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import positive_int_arg, threshold_arg
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,13 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Export a coarse LoFTR checkpoint to ONNX (opset 17, static shapes, top-K matches out).",
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt/.ckpt)")
-    parser.add_argument("--output", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--output", type=Path, required=True, metavar="MODEL.onnx", help="ONNX file to write (its folder must exist)")
     parser.add_argument("--config", choices=["student", "teacher"], default=None, help="model config (default: stored in the checkpoint, else student)")
-    parser.add_argument("--width", type=int, default=640, help="model input width in pixels (default 640, whatever size it was trained at)")
-    parser.add_argument("--height", type=int, default=480, help="model input height in pixels (default 480)")
-    parser.add_argument("--top-k", type=int, default=1024, help="number of match rows the graph outputs (default 1024)")
-    parser.add_argument("--threshold", type=float, default=0.0, help="minimum confidence inside the graph (default 0)")
-    parser.add_argument("--border", type=int, default=0, help="coarse cells removed at each border (default 0, chosen by measurement: see README)")
+    parser.add_argument("--width", type=positive_int_arg, default=640, help="model input width in pixels (default 640, whatever size it was trained at)")
+    parser.add_argument("--height", type=positive_int_arg, default=480, help="model input height in pixels (default 480)")
+    parser.add_argument("--top-k", type=positive_int_arg, default=1024, help="number of match rows the graph outputs (default 1024)")
+    parser.add_argument("--threshold", type=threshold_arg, default=0.0, metavar="T", help="minimum confidence in [0, 1] inside the graph (default 0)")
+    parser.add_argument("--border", type=_non_negative_int, default=0, help="coarse cells removed at each border (default 0, chosen by measurement: see README)")
     parser.add_argument(
         "--refinement",
         choices=["auto", "learned", "learned-oneway", "expectation", "none"],
@@ -31,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import BackendUnavailableError, ModelError
+    from ..options import check_output_file
+
+    check_output_file(args.output, "--output", (".onnx",))
 
     try:
         from coarse_loftr_train.checkpoint import load_model
