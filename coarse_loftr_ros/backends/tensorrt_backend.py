@@ -15,7 +15,7 @@ is absent), which works on the device's primary context, the one TensorRT uses, 
 it current around each call, so any thread may call ``run``. ``tensorrt_engine`` owns the
 TensorRT and CUDA imports and the device identity; this module only uses them.
 
-Not executed in our CI (no TensorRT or GPU there): see the README's TensorRT section and
+Not executed in our CI (no TensorRT or GPU there): see docs/tensorrt.md and
 ``scripts/jetson_check.sh``.
 """
 
