@@ -29,6 +29,7 @@ both bags are opened together (the node would publish one latency later).
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -43,11 +44,13 @@ import numpy as np
 
 from .errors import CoarseLoftrError, ImageError
 from .image_conversion import SUPPORTED_ENCODINGS, numpy_to_image_fields
+from .imageio import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels
 from .match_array import MATCH_ARRAY_TYPENAME, match_array_typestore, rosbags_match_array
 from .message_matching import MatchedPair, MessageMatcher
 from .node_params import PARAMETERS
 from .overlay import draw_matches
 from .pairing import Frame, StereoPairer, stamp_to_ns
+from .preprocess import ImageSizeError, to_8bit
 
 NODE_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
 
@@ -124,6 +127,8 @@ class ReplayConfig:
     # Video / image-folder sources.
     fps: float = 30.0
     frame_id: str = "camera"
+    # Images above this many pixels (width x height) are skipped before decoding; 0/None: no limit.
+    max_image_pixels: int | None = DEFAULT_MAX_PIXELS
     # Report.
     report_dir: Path | None = None
     ransac_px: float = 3.0
@@ -164,8 +169,10 @@ class ReplayConfig:
             raise CoarseLoftrError("--keyframe-every and --keyframe-min-matches must be >= 0")
         if self.keyframe_every == 0 and self.keyframe_min_matches == 0:
             raise CoarseLoftrError("--keyframe-every 0 needs --keyframe-min-matches > 0, or the keyframe is never replaced")
-        if self.fps <= 0:
-            raise CoarseLoftrError(f"--fps must be positive, got {self.fps}")
+        if not self.fps > 0 or self.fps == float("inf"):
+            raise CoarseLoftrError(f"--fps must be a positive number of frames per second, got {self.fps}")
+        if self.max_image_pixels is not None and (isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 0):
+            raise CoarseLoftrError(f"--max-image-pixels must be a whole number >= 0 (0 = no limit), got {self.max_image_pixels!r}")
         if self.matches_topic == self.overlay_topic and self.overlay:
             raise CoarseLoftrError("--matches-topic and --overlay-topic must differ")
         for topic in (self.matches_topic, self.overlay_topic):
@@ -182,7 +189,7 @@ class SourceMessage:
 
     ``kind`` is ``"image"`` or ``"camera_info"``; ``camera`` is 0 (sequence mode, or
     the image0 camera) or 1. ``message`` is None when it could not be deserialised or
-    read; ``error`` then says why.
+    read; ``error`` then says why and ``reason`` is the summary's skip category.
     """
 
     kind: str
@@ -190,6 +197,7 @@ class SourceMessage:
     log_time_ns: int
     message: Any
     error: str | None = None
+    reason: str = "unreadable message"
 
 
 def camera_info_sibling(image_topic: str) -> str:
@@ -323,7 +331,7 @@ def _image_message(typestore: Any, image: np.ndarray, stamp_ns: int, frame_id: s
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.dtype == np.uint16 and image.ndim == 3:
-        image = (image >> 8).astype(np.uint8)
+        image = to_8bit(image)  # colour is published as bgr8; mono16 stays 16-bit
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     types = typestore.types
     header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id)
@@ -333,14 +341,21 @@ def _image_message(typestore: Any, image: np.ndarray, stamp_ns: int, frame_id: s
 class VideoSource:
     """The frames of a video file as ``sensor_msgs/Image`` messages, stamped frame index / fps."""
 
-    def __init__(self, path: Path, fps: float, frame_id: str) -> None:
+    def __init__(self, path: Path, fps: float, frame_id: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         rosbags = _rosbags()
         self.typestore = rosbags.typesys.get_typestore(rosbags.typesys.Stores.ROS2_HUMBLE)
         self.path, self.frame_id = path, frame_id
         self.description = str(path)
+        self.stamp_rule = "frame index / the video's frame rate"
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise ImageError(f"cannot open video {path}; pass a video OpenCV can read (mp4, avi, mkv, ...)")
+        size = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(*size, max_pixels, f"video {path}")
+        except ImageTooLargeError:
+            self.capture.release()
+            raise
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or fps
         if not np.isfinite(self.fps) or self.fps <= 0:
             self.fps = fps
@@ -363,31 +378,70 @@ class VideoSource:
         self.capture.release()
 
 
-def _seconds_to_ns(text: str) -> int:
-    """Decimal seconds (``"1341847980.722988"``) as exact integer nanoseconds."""
-    return int(Decimal(text).scaleb(9).to_integral_value())
+_DECIMAL_NAME = re.compile(r"\d+(\.\d+)?")
+# Integer file names that are Unix times (1973 to 2286): unit by magnitude, as
+# (smallest value, nanoseconds per unit, name). Smaller integers are frame indices.
+_INTEGER_STAMP_UNITS = (
+    (10**17, 1, "nanoseconds"),
+    (10**14, 1_000, "microseconds"),
+    (10**11, 1_000_000, "milliseconds"),
+    (10**8, 1_000_000_000, "seconds"),
+)
+_MAX_ROS_SECONDS = 2**31 - 1  # builtin_interfaces/Time.sec is an int32
+
+
+def _natural_key(name: str) -> list:
+    """``frame2`` before ``frame10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def folder_stamps(stems: list[str], fps: float) -> tuple[list[int], str]:
+    """Stamps in nanoseconds for image files named ``stems``, and the rule used (in words).
+
+    - Every name a decimal number with a fraction (TUM ``1341847980.722988``): seconds.
+    - Every name an integer: a Unix time when the largest is at least 10^8, in the unit its
+      magnitude gives (EuRoC ``1403636579763555584``: nanoseconds; 13 digits: milliseconds;
+      16: microseconds; 10: seconds); else frame indices (KITTI ``000000``), stamped
+      index / ``fps``, so gaps in the numbering stay gaps.
+    - Anything else: natural name order (``frame2`` before ``frame10``), index / ``fps``.
+    """
+    if stems and all(_DECIMAL_NAME.fullmatch(stem) for stem in stems):
+        if any("." in stem for stem in stems):
+            return [int(Decimal(stem).scaleb(9).to_integral_value()) for stem in stems], "file names as seconds"
+        values = [int(stem) for stem in stems]
+        for smallest, ns_per_unit, unit in _INTEGER_STAMP_UNITS:
+            if max(values) >= smallest:
+                return [value * ns_per_unit for value in values], f"file names as {unit}"
+        return [int(round(value * 1e9 / fps)) for value in values], f"file names as frame indices at {fps:g} fps"
+    order = sorted(range(len(stems)), key=lambda i: _natural_key(stems[i]))
+    stamps = [0] * len(stems)
+    for index, position in enumerate(order):
+        stamps[position] = int(round(index * 1e9 / fps))
+    return stamps, f"name order at {fps:g} fps"
 
 
 class FolderSource:
-    """The images of a folder as ``sensor_msgs/Image`` messages.
+    """The images of a folder as ``sensor_msgs/Image`` messages, in stamp order.
 
-    When every file name is a number (e.g. ``1341847980.722988.png``) it is the capture
-    time in seconds and sets the order and the stamps; otherwise the files are taken in
-    name order, stamped index / fps.
+    Stamps come from the file names when they are numbers, else from the name order and
+    ``fps`` (``folder_stamps`` has the rule; ``stamp_rule`` says which one applied).
     """
 
-    def __init__(self, path: Path, fps: float, frame_id: str) -> None:
+    def __init__(self, path: Path, fps: float, frame_id: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         rosbags = _rosbags()
         self.typestore = rosbags.typesys.get_typestore(rosbags.typesys.Stores.ROS2_HUMBLE)
-        self.path, self.frame_id = path, frame_id
+        self.path, self.frame_id, self.max_pixels = path, frame_id, max_pixels
         self.description = str(path)
         files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise ImageError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}) and is not a rosbag2 directory (no metadata.yaml)")
-        try:
-            stamped = sorted((_seconds_to_ns(p.stem), p) for p in files)
-        except (ValueError, ArithmeticError):
-            stamped = [(int(round(i * 1e9 / fps)), p) for i, p in enumerate(sorted(files))]
+        stamps, self.stamp_rule = folder_stamps([p.stem for p in files], fps)
+        stamped = sorted(zip(stamps, files), key=lambda item: (item[0], _natural_key(item[1].name)))
+        if stamped[-1][0] // 1_000_000_000 > _MAX_ROS_SECONDS:
+            raise BagError(
+                f"{path}: {stamped[-1][1].name} read as {self.stamp_rule} is {stamped[-1][0] // 1_000_000_000} s, beyond "
+                "ROS time (int32 seconds, year 2038); rename the files to frame indices or seconds"
+            )
         self.files = stamped
         self.expected_images = self.expected_messages = len(stamped)
         self.images_per_camera = [len(stamped)]
@@ -398,9 +452,9 @@ class FolderSource:
 
         for stamp_ns, file in self.files:
             try:
-                image = read_image(file)
+                image = read_image(file, self.max_pixels)
             except ImageError as error:
-                yield SourceMessage("image", 0, stamp_ns, None, str(error))
+                yield SourceMessage("image", 0, stamp_ns, None, str(error), _skip_reason((), error))
                 continue
             yield SourceMessage("image", 0, stamp_ns, _image_message(self.typestore, image, stamp_ns, self.frame_id))
 
@@ -428,9 +482,9 @@ def open_source(config: ReplayConfig) -> Source:
     if config.image_topics():
         raise CoarseLoftrError(f"{path} is not a rosbag2 recording; image topics only apply to bags (a video or image folder is read in sequence mode)")
     if path.is_dir():
-        return FolderSource(path, config.fps, config.frame_id)
+        return FolderSource(path, config.fps, config.frame_id, config.max_image_pixels)
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSource(path, config.fps, config.frame_id)
+        return VideoSource(path, config.fps, config.frame_id, config.max_image_pixels)
     raise BagError(f"{path} is neither a rosbag2 (.mcap, .db3, or a directory with metadata.yaml), a video ({', '.join(VIDEO_SUFFIXES)}) nor a folder of images")
 
 
@@ -544,6 +598,7 @@ class ReplaySummary:
     image_topics: list[str]
     camera_info_topics: list[str | None]
     storage: str
+    stamps: str = ""
     model: str = ""
     backend: str = ""
     messages_read: int = 0
@@ -575,10 +630,15 @@ class ReplaySummary:
 
 
 def _skip_reason(messages: tuple[Any, ...], error: ImageError) -> str:
+    """The summary's category of a skipped image."""
     for message in messages:
         encoding = getattr(message, "encoding", None)
         if encoding is not None and str(encoding) not in SUPPORTED_ENCODINGS:
             return f"unsupported encoding {str(encoding)!r}"
+    if isinstance(error, ImageTooLargeError):
+        return "image too large"
+    if isinstance(error, ImageSizeError):
+        return "image too small for the model"
     return "unreadable image"
 
 
@@ -588,7 +648,7 @@ def _create_matcher(config: ReplayConfig) -> Any:
     return Matcher(
         model=config.model,
         backend=config.backend,
-        threshold=config.threshold or None,
+        threshold=config.threshold,
         max_matches=config.max_matches or None,
     )
 
@@ -636,6 +696,7 @@ def replay(
             image_topics=config.image_topics(),
             camera_info_topics=list(source.camera_info_topics),
             storage=config.storage,
+            stamps=getattr(source, "stamp_rule", "message header stamps"),
             model=str(getattr(matcher, "model_name", "")),
             backend=str(getattr(getattr(matcher, "backend", None), "name", "")),
         )
@@ -680,9 +741,10 @@ def _replay_loop(
 ) -> None:
     from tqdm import tqdm
 
-    from .report import CameraModel
+    from .report import CameraInfoError, CameraModel
 
-    streams = MessageMatcher(matcher, keyframe_every=config.keyframe_every, keyframe_min_matches=config.keyframe_min_matches)
+    streams = MessageMatcher(matcher, keyframe_every=config.keyframe_every, keyframe_min_matches=config.keyframe_min_matches,
+                             max_pixels=config.max_image_pixels)
     pairer = StereoPairer(config.slop_s, exact=config.sync == "exact", queue_size=config.sync_queue_size) if config.stereo else None
     cameras: list[Any] = [None, None]
     bar = tqdm(total=source.expected_messages, unit="msg", desc="replay", dynamic_ncols=True,
@@ -695,10 +757,13 @@ def _replay_loop(
             bar.update(1)
             summary.messages_read += 1
             if item.message is None:
-                summary.skip("unreadable message", item.error or "")
+                summary.skip(item.reason, item.error or "")
                 continue
             if item.kind == "camera_info":
-                cameras[item.camera] = CameraModel.from_camera_info(item.message)
+                try:
+                    cameras[item.camera] = CameraModel.from_camera_info(item.message)
+                except CameraInfoError as error:  # keep the last good calibration
+                    summary.skip("invalid camera_info", str(error))
                 continue
             summary.images += 1
             received = time.perf_counter()

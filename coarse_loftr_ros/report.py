@@ -3,7 +3,8 @@
 Public API:
 
 - ``CameraModel.from_camera_info(msg)``: intrinsics and distortion of a
-  ``sensor_msgs/CameraInfo`` (None when the camera is uncalibrated, K = 0).
+  ``sensor_msgs/CameraInfo`` (None when the camera is uncalibrated, K = 0);
+  ``CameraInfoError`` (one line) for one the report cannot use correctly.
 - ``geometric_inliers(keypoints0, keypoints1, camera0=None, camera1=None, threshold_px=3.0)``:
   how many matches agree with one epipolar geometry, found by RANSAC: an essential
   matrix on undistorted, normalised points when both cameras are calibrated, else a
@@ -32,13 +33,57 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .errors import CoarseLoftrError
+
 MIN_MATCHES_FOR_GEOMETRY = 8
 THUMBNAIL_WIDTH = 960
 
 
+class CameraInfoError(CoarseLoftrError, ValueError):
+    """A CameraInfo whose calibration cannot be used: intrinsics that are not finite and
+    positive, or a distortion OpenCV cannot apply."""
+
+
+# Lengths of the distortion vector that cv2.undistortPoints accepts:
+# (k1, k2, p1, p2[, k3[, k4, k5, k6[, s1, s2, s3, s4[, tx, ty]]]]), the order ROS uses too.
+OPENCV_DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
+PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
+FISHEYE_MODELS = ("equidistant",)  # cv2.fisheye: (k1, k2, k3, k4)
+
+
+def opencv_distortion(model: str, coefficients: np.ndarray) -> np.ndarray:
+    """A CameraInfo's ``D`` as a vector OpenCV accepts for its ``distortion_model``.
+
+    Coefficients missing at the end are zero, so a shorter vector is padded with zeros to
+    the next length OpenCV accepts (3 coefficients are k1, k2, p1; 6 are k1, k2, p1, p2,
+    k3, k4); trailing zeros beyond the longest are dropped. All zeros: no distortion
+    (empty), whatever the model. Raises ``CameraInfoError`` for anything else.
+    """
+    d = np.asarray(coefficients, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(d)):
+        raise CameraInfoError(f"camera_info distortion D = {d.tolist()} is not finite; fix the calibration, or pass --no-camera-info")
+    if not d.any():
+        return np.zeros(0)
+    lengths = (4,) if model in FISHEYE_MODELS else OPENCV_DISTORTION_LENGTHS
+    if model not in PINHOLE_MODELS + FISHEYE_MODELS:
+        raise CameraInfoError(
+            f"camera_info distortion model {model!r} is not one of {', '.join(PINHOLE_MODELS + FISHEYE_MODELS)}; "
+            "the report cannot undistort its points: pass --no-camera-info for fundamental-matrix inliers"
+        )
+    used = int(np.flatnonzero(d)[-1]) + 1  # up to the last non-zero coefficient
+    if used > lengths[-1]:
+        raise CameraInfoError(
+            f"camera_info {model} distortion has {d.size} coefficients, {used} in use; OpenCV takes at most {lengths[-1]} "
+            "for this model: fix the calibration, or pass --no-camera-info"
+        )
+    length = next(n for n in lengths if n >= used)
+    return np.concatenate([d[:length], np.zeros(max(0, length - d.size))])
+
+
 @dataclass(frozen=True)
 class CameraModel:
-    """Pinhole intrinsics ``K`` (3x3, pixels) and distortion ``D`` of one camera."""
+    """Pinhole intrinsics ``K`` (3x3, pixels) and distortion ``D`` of one camera (``D`` as
+    OpenCV takes it: see ``opencv_distortion``; empty for none)."""
 
     K: np.ndarray
     D: np.ndarray
@@ -46,12 +91,24 @@ class CameraModel:
 
     @classmethod
     def from_camera_info(cls, msg: Any) -> "CameraModel | None":
-        """From a ``sensor_msgs/CameraInfo`` (rclpy or rosbags); None when K is unset."""
-        K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        if not (K[0, 0] > 0 and K[1, 1] > 0):
+        """From a ``sensor_msgs/CameraInfo`` (rclpy or rosbags); None when K is all zeros
+        (uncalibrated, the ROS convention). Raises ``CameraInfoError`` when K is not 9
+        numbers, fx, fy, cx or cy is not finite, fx or fy is not positive, or the distortion
+        cannot be used."""
+        K = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+        if K.size != 9:
+            raise CameraInfoError(f"camera_info K has {K.size} values, not 9 (a row-major 3x3 matrix); fix the publisher, or pass --no-camera-info")
+        K = K.reshape(3, 3)
+        if not K.any():
             return None
-        D = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-        return cls(K=K, D=D, distortion_model=str(msg.distortion_model))
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        if not (np.all(np.isfinite(K)) and fx > 0 and fy > 0):
+            raise CameraInfoError(
+                f"camera_info intrinsics fx={fx:g} fy={fy:g} cx={cx:g} cy={cy:g} are not finite with positive focal lengths; "
+                "fix the calibration, or pass --no-camera-info"
+            )
+        model = str(msg.distortion_model)
+        return cls(K=K, D=opencv_distortion(model, np.asarray(msg.d, dtype=np.float64)), distortion_model=model)
 
     @property
     def focal_px(self) -> float:
@@ -60,12 +117,12 @@ class CameraModel:
     def normalise(self, points: np.ndarray) -> np.ndarray:
         """Undistorted normalised image coordinates (N, 2) of pixel ``points`` (N, 2)."""
         pts = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 1, 2)
-        if self.distortion_model == "equidistant" and self.D.size >= 4:
-            out = cv2.fisheye.undistortPoints(pts, self.K, self.D[:4])
-        elif self.distortion_model in ("plumb_bob", "rational_polynomial") and self.D.size:
-            out = cv2.undistortPoints(pts, self.K, self.D)
-        else:  # no or unknown distortion model: intrinsics only
+        if not self.D.size:  # no distortion: intrinsics only
             out = cv2.undistortPoints(pts, self.K, None)
+        elif self.distortion_model in FISHEYE_MODELS:
+            out = cv2.fisheye.undistortPoints(pts, self.K, self.D)
+        else:
+            out = cv2.undistortPoints(pts, self.K, self.D)
         return out.reshape(-1, 2)
 
 

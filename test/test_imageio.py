@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,7 +83,7 @@ def test_a_png_declaring_30000x30000_is_refused_from_its_header(tmp_path, source
     path = tmp_path / "bomb.png"
     path.write_bytes(bomb)
     start = time.perf_counter()
-    with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900.0 megapixels, above the limit of 50 megapixels") as error:
+    with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900 megapixels, above the limit of 50 megapixels") as error:
         read_image(path) if source == "file" else decode_image(np.frombuffer(bomb, np.uint8))
     assert time.perf_counter() - start < 0.5
     assert "\n" not in str(error.value) and "--max-image-pixels" in str(error.value)
@@ -112,7 +113,7 @@ def test_a_format_whose_size_cannot_be_read_first_is_refused_under_a_limit(photo
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from coarse_loftr_ros.imageio import decode_image, read_image
 from coarse_loftr_ros.image_conversion import compressed_to_numpy
@@ -126,11 +127,13 @@ for call in (lambda: read_image(path), lambda: compressed_to_numpy(SimpleNamespa
         errors.append(None)
     except Exception as error:
         errors.append(f"{type(error).__name__}: {error}")
-print(json.dumps({"errors": errors, "seconds": time.perf_counter() - start,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM: this process's peak resident memory (ru_maxrss would carry the parent's over exec).
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"errors": errors, "seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
 """
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak resident memory from /proc")
 def test_a_real_30000x30000_zeros_png_is_refused_in_bounded_memory_and_time(tmp_path):
     """The issue's bomb: 875 KB on disk, 0.9 GB decoded. Refused without decoding, in a fresh
     process whose peak resident memory is read (0.9 GB or more if it were decoded)."""

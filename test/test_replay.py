@@ -26,10 +26,13 @@ from coarse_loftr_ros.replay import (
     OutputBag,
     ReplayConfig,
     camera_info_sibling,
+    folder_stamps,
     replay,
 )
-from coarse_loftr_ros.report import CameraModel, ReportBuilder, geometric_inliers
+from coarse_loftr_ros.report import CameraInfoError, CameraModel, ReportBuilder, geometric_inliers, opencv_distortion
 from coarse_loftr_ros.result import MatchResult
+from hostile_images import png_declaring
+from matching import assert_same_matches
 
 rosbags_highlevel = pytest.importorskip("rosbags.highlevel")
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer  # noqa: E402
@@ -362,8 +365,7 @@ def test_sequence_replay_of_freiburg(tmp_path, exported_model, freiburg, storage
         assert msg.backend == "onnxruntime" and msg.latency_ms > 0
         expected = direct.match_next(frames[i + 1])
         got = result_from_match_array(msg)
-        np.testing.assert_array_equal(got.cells0, expected.cells0)
-        np.testing.assert_allclose(got.keypoints1, expected.keypoints1, atol=1e-3)
+        assert_same_matches(got, expected)
         assert len(got) > 100
     overlay = out["/matches/overlay/compressed"][0][1]
     assert cv2.imdecode(np.asarray(overlay.data), cv2.IMREAD_COLOR).shape == (480, 1280, 3)
@@ -497,6 +499,239 @@ def test_cli_replay_prints_a_summary(tmp_path, exported_model, freiburg, capsys)
     assert line.startswith("replayed 3 pairs from 4 images") and "3 MatchArray on /vo/matches" in line
     assert len(read_bag(tmp_path / "out")["/vo/matches"]) == 3
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+# ----------------------------------------------------------------------------- odd and hostile inputs
+
+
+def test_folder_stamp_rule():
+    # EuRoC nanoseconds, milliseconds, microseconds, whole seconds: the unit by magnitude.
+    assert folder_stamps(["1403636579763555584", "1403636579813555456"], 30) == (
+        [1403636579763555584, 1403636579813555456], "file names as nanoseconds")
+    assert folder_stamps(["1403636579763", "1403636579813"], 30) == (
+        [1403636579763000000, 1403636579813000000], "file names as milliseconds")
+    assert folder_stamps(["1403636579763555"], 30) == ([1403636579763555000], "file names as microseconds")
+    assert folder_stamps(["1403636579", "1403636580"], 30) == ([1403636579 * 10**9, 1403636580 * 10**9], "file names as seconds")
+    # TUM: decimal seconds, exact.
+    assert folder_stamps(["1341847980.722988", "1341847980.754743"], 30)[0] == [1341847980722988000, 1341847980754743000]
+    # KITTI: frame indices at --fps; a gap in the numbering stays a gap.
+    assert folder_stamps(["000000", "000001", "000003"], 10) == ([0, 100_000_000, 300_000_000], "file names as frame indices at 10 fps")
+    # Anything else: natural name order at --fps.
+    stamps, rule = folder_stamps(["frame10", "frame2", "frame1"], 4)
+    assert stamps == [500_000_000, 250_000_000, 0] and rule == "name order at 4 fps"
+
+
+def _folder(tmp_path: Path, name: str, files: dict[str, np.ndarray | bytes]) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file_name, content in files.items():
+        if isinstance(content, bytes):
+            (folder / file_name).write_bytes(content)
+        else:
+            assert cv2.imwrite(str(folder / file_name), content)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "names, stamps, rule",
+    [
+        (["1403636579763555584", "1403636579813555456", "1403636579863555584"], [1403636579763555584, 1403636579813555456, 1403636579863555584], "file names as nanoseconds"),
+        (["1403636579763", "1403636579813", "1403636579863"], [1403636579763000000, 1403636579813000000, 1403636579863000000], "file names as milliseconds"),
+        (["000000", "000001", "000002"], [0, 100_000_000, 200_000_000], "file names as frame indices at 10 fps"),
+    ],
+    ids=["euroc_ns", "milliseconds", "kitti_indices"],
+)
+def test_folders_named_by_stamps_or_indices_replay(tmp_path, exported_model, freiburg, names, stamps, rule):
+    frames, _ = freiburg
+    folder = _folder(tmp_path, "frames", {f"{n}.png": f for n, f in zip(names, frames)})
+    summary = replay(ReplayConfig(folder, tmp_path / "out", model=exported_model, fps=10.0), progress=False)
+    assert summary.pairs == 2 and summary.skipped == {}
+    assert summary.stamps == rule
+    out = read_bag(tmp_path / "out")["/matches"]
+    assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(stamps[0], stamps[1]), (stamps[1], stamps[2])]
+
+
+def test_folder_stamps_beyond_ros_time_are_one_line(tmp_path, freiburg):
+    frames, _ = freiburg
+    folder = _folder(tmp_path, "frames", {"3000000000.png": frames[0], "3000000001.png": frames[1]})  # seconds, year 2065
+    with pytest.raises(BagError, match="beyond ROS time") as error:
+        replay(ReplayConfig(folder, tmp_path / "out"), progress=False)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (np.full((8, 8), 100, np.uint8), "image too small for the model"),
+        (np.full((20, 10000), 100, np.uint8), "image too small for the model"),
+        (png_declaring(30000, 30000), "image too large"),
+    ],
+    ids=["8x8", "10000x20", "30000x30000_png"],
+)
+def test_a_refused_frame_in_a_folder_keeps_the_previous_frame(tmp_path, exported_model, freiburg, bad, reason):
+    """[f0, bad, f1, f2] writes f0-f1 and f1-f2, and counts the bad frame."""
+    frames, _ = freiburg
+    folder = _folder(tmp_path, "frames", {"000000.png": frames[0], "000001.png": bad, "000002.png": frames[1], "000003.png": frames[2]})
+    summary = replay(ReplayConfig(folder, tmp_path / "out", model=exported_model, fps=10.0), progress=False)
+    assert summary.pairs == 2 and summary.skipped == {reason: 1} and summary.sequence_restarts == 0
+    assert "\n" not in summary.skip_examples[reason]
+    out = read_bag(tmp_path / "out")["/matches"]
+    assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(0, 200_000_000), (200_000_000, 300_000_000)]
+    from coarse_loftr_ros.matcher import Matcher
+
+    assert_same_matches(result_from_match_array(out[0][1]), Matcher(exported_model).match(frames[0], frames[1]))
+
+
+def test_a_refused_frame_in_a_bag_keeps_the_previous_frame(tmp_path, exported_model, freiburg):
+    frames, stamps = freiburg
+    tiny = np.zeros((8, 8), np.uint8)
+    bomb = CompressedImage(header=header(stamps[2]), format="png", data=np.frombuffer(png_declaring(30000, 30000), np.uint8))
+    messages = [("/camera/image_raw", image_msg(frames[0], stamps[0]), stamps[0]),
+                ("/camera/image_raw", image_msg(tiny, stamps[1]), stamps[1]),
+                ("/camera/image_raw", image_msg(frames[1], stamps[3]), stamps[3]),
+                ("/camera/image_raw", image_msg(frames[2], stamps[4]), stamps[4])]
+    bag = write_bag(tmp_path / "in", "mcap", messages[:2] + [("/camera/compressed", bomb, stamps[2])] + messages[2:])
+    summary = replay(ReplayConfig(bag, tmp_path / "out", image_topic="/camera/image_raw", model=exported_model), progress=False)
+    assert summary.pairs == 2 and summary.skipped == {"image too small for the model": 1} and summary.sequence_restarts == 0
+    out = read_bag(tmp_path / "out")["/matches"]
+    assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(stamps[0], stamps[3]), (stamps[3], stamps[4])]
+    # The compressed bomb on its own topic: refused before decoding, the sequence goes on.
+    summary = replay(ReplayConfig(bag, tmp_path / "out2", image_topic="/camera/compressed", model=exported_model), progress=False)
+    assert summary.pairs == 0 and summary.skipped == {"image too large": 1}
+
+
+def test_max_image_pixels_reaches_folders_bags_and_videos(tmp_path, exported_model, freiburg):
+    frames, stamps = freiburg
+    folder = _folder(tmp_path, "frames", {f"{i:06d}.png": f for i, f in enumerate(frames[:3])})
+    summary = replay(ReplayConfig(folder, tmp_path / "a", model=exported_model, max_image_pixels=640 * 480 - 1), progress=False)
+    assert summary.pairs == 0 and summary.skipped == {"image too large": 3}
+    assert "640x480" in summary.skip_examples["image too large"]
+    bag = sequence_bag(tmp_path, "mcap", frames[:3], stamps[:3])
+    summary = replay(ReplayConfig(bag, tmp_path / "b", image_topic="/camera/image_raw", model=exported_model, max_image_pixels=100_000), progress=False)
+    assert summary.pairs == 0 and summary.skipped == {"image too large": 3}
+    assert replay(ReplayConfig(bag, tmp_path / "c", image_topic="/camera/image_raw", model=exported_model, max_image_pixels=0), progress=False).pairs == 2
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (640, 480))
+    for frame in frames[:2]:
+        writer.write(frame)
+    writer.release()
+    with pytest.raises(Exception, match="video .* is 640x480 = 0.307 megapixels, above the limit"):
+        replay(ReplayConfig(video, tmp_path / "d", model=exported_model, max_image_pixels=100_000), progress=False)
+    with pytest.raises(Exception, match="--max-image-pixels must be a whole number >= 0"):
+        replay(ReplayConfig(video, tmp_path / "e", max_image_pixels=-1))
+
+
+def test_cli_replay_has_max_image_pixels(tmp_path, exported_model, freiburg, capsys):
+    frames, _ = freiburg
+    folder = _folder(tmp_path, "frames", {f"{i:06d}.png": f for i, f in enumerate(frames[:3])})
+    status = cli.main(["replay", str(folder), "-o", str(tmp_path / "out"), "--model", str(exported_model),
+                       "--max-image-pixels", "300000", "--no-progress"])
+    assert status == 0
+    assert "skipped 3 (image too large: 3)" in capsys.readouterr().out
+    # The default is imageio's; a negative value is a one-line usage error (exit 2).
+    from coarse_loftr_ros.imageio import DEFAULT_MAX_PIXELS
+
+    for command in (["replay", str(folder), "-o", str(tmp_path / "x")], ["match", "a.png", "b.png"]):
+        assert cli.build_parser().parse_args(command).max_image_pixels == DEFAULT_MAX_PIXELS
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(command + ["--max-image-pixels", "-5"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "--max-image-pixels" in error
+    status = cli.main(["match", str(folder / "000000.png"), str(folder / "000001.png"), "--model", str(exported_model),
+                       "--max-image-pixels", "300000"])
+    assert status == 2 and "640x480 = 0.307 megapixels, above the limit of 0.3 megapixels" in capsys.readouterr().err
+
+
+def _camera_info(d: list[float], model: str = "plumb_bob", fx: float = 500.0) -> object:
+    info = camera_info_msg(np.array([[fx, 0, 320], [0, 500.0, 240], [0, 0, 1]]), (640, 480), T0)
+    info.d, info.distortion_model = np.asarray(d, np.float64), model
+    return info
+
+
+def test_camera_info_distortion_of_any_length_opencv_takes():
+    K, kp0, kp1 = synthetic_two_view(300, 100)
+    d5 = [-0.2, 0.05, 0.001, -0.002, 0.0]
+    reference = CameraModel.from_camera_info(_camera_info(d5))
+    for d in (d5[:3], d5[:4], d5 + [0.0], d5 + [0.0, 0.0, 0.0], d5 + [0.0] * 9, d5 + [0.0] * 20):
+        camera = CameraModel.from_camera_info(_camera_info(d))
+        np.testing.assert_allclose(camera.normalise(kp0), reference.normalise(kp0) if len(d) >= 4 else
+                                   CameraModel.from_camera_info(_camera_info(d5[:3] + [0.0, 0.0])).normalise(kp0), atol=1e-9)
+        assert camera.D.size in (4, 5, 8, 12, 14)
+    # 3 coefficients are k1, k2, p1; 6 are k1, k2, p1, p2, k3, k4 (rational_polynomial's order).
+    np.testing.assert_array_equal(opencv_distortion("plumb_bob", np.array([0.1, 0.2, 0.3])), [0.1, 0.2, 0.3, 0.0])
+    np.testing.assert_array_equal(opencv_distortion("rational_polynomial", np.arange(1.0, 7.0)), [1, 2, 3, 4, 5, 6, 0, 0])
+    assert opencv_distortion("equidistant", np.array([0.1, 0.01, 0.0])).tolist() == [0.1, 0.01, 0.0, 0.0]
+    assert opencv_distortion("", np.zeros(5)).size == 0  # no distortion, whatever the model name
+    camera = CameraModel.from_camera_info(_camera_info([0.01, 0.002, 0.0, 0.0, 0.0, 0.001], "rational_polynomial"))
+    inliers, method = geometric_inliers(kp0, kp1, camera, camera, threshold_px=2.0)
+    assert method == "essential" and inliers > 250
+
+
+@pytest.mark.parametrize(
+    "d, model, fx, message",
+    [
+        ([0.1] * 15, "rational_polynomial", 500.0, "15 coefficients, 15 in use; OpenCV takes at most 14"),
+        ([0.1] * 5, "equidistant", 500.0, "at most 4"),
+        ([0.1, 0.0], "kannala_brandt", 500.0, "distortion model 'kannala_brandt' is not one of"),
+        ([float("nan"), 0.0], "plumb_bob", 500.0, "is not finite"),
+        ([0.0] * 5, "plumb_bob", float("inf"), "fx=inf"),
+        ([0.0] * 5, "plumb_bob", -500.0, "fx=-500"),
+        ([0.0] * 5, "plumb_bob", 0.0, "fx=0"),
+    ],
+)
+def test_unusable_camera_info_is_one_line(d, model, fx, message):
+    with pytest.raises(CameraInfoError, match=re.escape(message)) as error:
+        CameraModel.from_camera_info(_camera_info(d, model, fx))
+    assert "\n" not in str(error.value) and "--no-camera-info" in str(error.value)
+
+
+def test_uncalibrated_camera_info_is_none():
+    info = _camera_info([0.0] * 5)
+    info.k = np.zeros(9)
+    assert CameraModel.from_camera_info(info) is None
+
+
+def test_report_with_odd_and_bad_camera_info(tmp_path, exported_model, motorcycle):
+    """A 3-coefficient CameraInfo gives essential-matrix inliers; fx = inf is skipped with one
+    line and counted, and the pairs fall back to the fundamental matrix (never all 'inliers')."""
+    left, right, _ = motorcycle
+    size = (left.shape[1], left.shape[0])
+    K = np.array([[700.0, 0, size[0] / 2], [0, 700.0, size[1] / 2], [0, 0, 1]])
+    results = {}
+    for name, d, fx in (("d3", [0.001, 0.0, 0.0], 700.0), ("inf", [0.0] * 5, float("inf"))):
+        info = camera_info_msg(K, size, T0)
+        info.k = np.array([[fx, 0, size[0] / 2], [0, 700.0, size[1] / 2], [0, 0, 1]]).reshape(-1)
+        info.d = np.asarray(d, np.float64)
+        messages = [("/cam/camera_info", info, T0 - 1)]
+        for i in range(3):
+            stamp = T0 + i * 100_000_000
+            messages.append(("/cam/image_raw", image_msg(left if i % 2 == 0 else right, stamp), stamp))
+        bag = write_bag(tmp_path / f"in_{name}", "mcap", messages)
+        summary = replay(ReplayConfig(bag, tmp_path / f"out_{name}", image_topic="/cam/image_raw", model=exported_model,
+                                      report_dir=tmp_path / f"report_{name}"), progress=False)
+        results[name] = (summary, json.loads((tmp_path / f"report_{name}" / "summary.json").read_text()))
+    summary, report = results["d3"]
+    assert summary.pairs == 2 and summary.skipped == {} and report["statistics"]["geometry"] == {"essential": 2}
+    summary, report = results["inf"]
+    assert summary.pairs == 2 and summary.skipped == {"invalid camera_info": 1}
+    assert "fx=inf" in summary.skip_examples["invalid camera_info"]
+    assert report["statistics"]["geometry"] == {"fundamental": 2}
+    assert report["statistics"]["inlier_ratio"]["max"] < 1.0
+
+
+def test_16_bit_folder_images_replay_like_8_bit(tmp_path, exported_model, freiburg):
+    """8-bit data stored in 16-bit PNGs (colour and mono) matches as the 8-bit files do."""
+    frames, _ = freiburg
+    eight = _folder(tmp_path, "eight", {f"{i:06d}.png": f for i, f in enumerate(frames[:2])})
+    sixteen = _folder(tmp_path, "sixteen", {"000000.png": frames[0].astype(np.uint16),
+                                              "000001.png": cv2.cvtColor(frames[1], cv2.COLOR_BGR2GRAY).astype(np.uint16)})
+    replay(ReplayConfig(eight, tmp_path / "out8", model=exported_model), progress=False)
+    replay(ReplayConfig(sixteen, tmp_path / "out16", model=exported_model), progress=False)
+    (_, m8), = read_bag(tmp_path / "out8")["/matches"]
+    (_, m16), = read_bag(tmp_path / "out16")["/matches"]
+    assert len(result_from_match_array(m8)) > 100
+    assert_same_matches(result_from_match_array(m16), result_from_match_array(m8), confidence_atol=0.02, keypoint_atol=1.0)
 
 
 # ----------------------------------------------------------------------------- soak

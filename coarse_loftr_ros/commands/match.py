@@ -23,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
                         help="keep at most N matches, the most confident (default and 0: all)")
+    parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
+                        help="refuse images larger than N pixels (width x height) from the header, before decoding (default: %(default)s; 0: no limit)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the matches as JSON")
     parser.add_argument("--overlay", type=Path, default=None, metavar="OUT.png",
                         help="write a side-by-side picture: the most confident matches, green if geometrically consistent, red if not")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.overlay, "--overlay", IMAGE_OUTPUT_SUFFIXES)
     if args.json is not None and args.overlay is not None and args.json.resolve() == args.overlay.resolve():
         raise OutputPathError("--json and --overlay name the same file; pass two file names")
-    image0, image1 = read_image(args.image0), read_image(args.image1)
+    image0, image1 = read_image(args.image0, args.max_image_pixels), read_image(args.image1, args.max_image_pixels)
     matcher = Matcher(model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches)
     result = matcher.match(image0, image1)
     if args.overlay:

@@ -47,6 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     files = parser.add_argument_group("video and image-folder sources")
     files.add_argument("--fps", type=positive_float_arg, default=30.0, help="frame rate for stamps when the video or file names give none (default: 30)")
     files.add_argument("--frame-id", default="camera", help="header frame_id of the frames (default: camera)")
+    parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
+                        help="skip images larger than N pixels (width x height), refused from the header before decoding (default: %(default)s; 0: no limit)")
     report = parser.add_argument_group("report")
     report.add_argument("--report", type=Path, default=None, metavar="DIR", help="write summary.json, pairs.csv and report.html to DIR")
     report.add_argument("--ransac-px", type=positive_float_arg, default=3.0, help="RANSAC inlier threshold in pixels for the report (default: 3)")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         camera_info1_topic=args.camera_info1_topic,
         fps=args.fps,
         frame_id=args.frame_id,
+        max_image_pixels=args.max_image_pixels,
         report_dir=args.report,
         ransac_px=args.ransac_px,
     )
