@@ -69,6 +69,7 @@ class NodeProcess:
     def __init__(self, arguments: list[str], domain_id: int, log_path: Path, command: list[str] | None = None,
                  cwd: Path = REPO) -> None:
         self.log_path = log_path
+        self.domain_id = domain_id
         self._log = open(log_path, "w")
         command = command or [sys.executable, "-m", "coarse_loftr_ros.node"]
         self.process = subprocess.Popen(
@@ -175,6 +176,7 @@ class Driver:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no subscriber on {publisher.topic_name} after {timeout_s} s")
             time.sleep(0.05)
+        time.sleep(0.5)  # the subscriber may not have matched this publisher yet
 
     def now_stamp(self) -> Any:
         return self.node.get_clock().now().to_msg()

@@ -10,6 +10,8 @@ would), publishes images from an rclpy node in this process and checks what come
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -397,3 +399,103 @@ def test_signals_end_the_node_with_exit_0(live, frames, sig):
     returncode = node.stop(sig)
     assert returncode == 0, node.log()
     assert "Traceback" not in node.log()
+
+
+def _feeder(tmp_path: Path, domain_id: int, *arguments: str) -> subprocess.Popen:
+    """scripts/publish_images.py in its own process (its own interpreter lock, as a camera driver)."""
+    from node_live_support import ros_environment
+
+    log = open(tmp_path / "feeder.log", "w")
+    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "publish_images.py"), *arguments],
+                            env=ros_environment(domain_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _frame_folder(tmp_path: Path, name: str, images: list[np.ndarray]) -> Path:
+    import cv2
+
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), image)
+    return folder
+
+
+def test_the_feeder_plays_an_image_folder_to_the_node(live, frames, tmp_path):
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-r", "image:=/camera/image_raw")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    folder = _frame_folder(tmp_path, "frames", frames[:4])
+    feeder = _feeder(tmp_path, node.domain_id, str(folder), "--topic", "/camera/image_raw", "--rate", "4", "--reliable",
+                     "--wait", "30")
+    assert feeder.wait(timeout=120) == 0, (tmp_path / "feeder.log").read_text()
+    assert "published 4 frames" in (tmp_path / "feeder.log").read_text()
+    _wait_count(driver, matches, 3)
+    assert all(m.header.frame_id == "camera" and len(m.confidence) > 20 for _, m in matches)
+
+
+def test_the_feeder_plays_a_rosbag2_with_its_recorded_stamps(live, frames, tmp_path):
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    RosImage, Header, Time = store.types["sensor_msgs/msg/Image"], store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    bag = tmp_path / "bag"
+    with Writer(bag, version=8) as writer:
+        connection = writer.add_connection("/cam/image_raw", RosImage.__msgtype__, typestore=store)
+        for i, image in enumerate(frames[:4]):
+            t = 1_000_000_000 * 50 + i * 100_000_000
+            msg = RosImage(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="bagcam"),
+                           height=480, width=640, encoding="bgr8", is_bigendian=0, step=640 * 3,
+                           data=np.ascontiguousarray(image).reshape(-1))
+            writer.write(connection, t, store.serialize_cdr(msg, msg.__msgtype__))
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    feeder = _feeder(tmp_path, node.domain_id, str(bag), "--bag-topic", "/cam/image_raw=/image", "--rate", "0.5",
+                     "--reliable", "--wait", "30")
+    assert feeder.wait(timeout=120) == 0, (tmp_path / "feeder.log").read_text()
+    _wait_count(driver, matches, 3)
+    assert [m.header1.stamp for _, m in matches] == [stamp(50.1), stamp(50.2), stamp(50.3)]
+    assert matches[0][1].header.frame_id == "bagcam"
+
+
+@pytest.mark.slow
+def test_a_30_hz_flood_drops_stale_pairs_with_bounded_latency_and_flat_memory(live, frames, tmp_path):
+    """3000 stereo pairs at 30 Hz, faster than the node matches pairs on a small CPU: the node
+    keeps up by dropping stale pairs (counted), the latency stays bounded and the memory flat.
+    The bounds are generous on purpose; scripts/node_throughput.py measures the figures."""
+    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "threads:=1")  # sensor-data QoS
+    latencies: list[float] = []
+
+    def on_match(msg) -> None:
+        sent = msg.header1.stamp.sec + msg.header1.stamp.nanosec * 1e-9
+        latencies.append(time.time() - sent)
+
+    matches, _ = driver.collect(MatchArray, "/matcher/matches", on_message=on_match)
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    left = _frame_folder(tmp_path, "left", frames[:8])
+    right = _frame_folder(tmp_path, "right", frames[1:8] + frames[:1])
+    total = 3000
+    feeder = _feeder(tmp_path, node.domain_id, str(left), "--topic", "/image0", "--right", str(right),
+                     "--right-topic", "/image1", "--mono", "--rate", "30", "--count", str(total), "--loop", "--wait", "30")
+    rss = []
+    while feeder.poll() is None:
+        rss.append(node.rss_mb())
+        time.sleep(5.0)
+    time.sleep(3.0)
+    rss.append(node.rss_mb())
+    log = (tmp_path / "feeder.log").read_text()
+    assert feeder.returncode == 0 and f"published {total} pairs" in log, log
+    rate = float(log.split("(")[-1].split(" Hz")[0])
+    assert rate > 25, f"the feeder itself could not publish at 30 Hz: {log}"
+
+    values = _values(_statuses(diagnostics)[-1])
+    images, pairs = int(values["images total"]), int(values["inputs total"])
+    processed, dropped = int(values["processed total"]), int(values["dropped stale total"])
+    assert images > 0.8 * 2 * total, values  # best effort on loopback: most frames arrive
+    assert processed > 300, values  # it keeps matching under the flood
+    assert dropped > 0 and processed + dropped <= pairs <= processed + dropped + 1, values  # every pair accounted for
+    assert len(matches) > 0.9 * processed
+    late = sorted(latencies)[int(0.95 * len(latencies))]
+    assert late < 3.0, f"latency p95 {late:.2f} s"  # one inference plus one waiting pair, with room to spare
+    warm = np.median(rss[1:4])  # after the first few hundred pairs (allocator and model warm-up)
+    assert rss[-1] - warm < 60, f"RSS grew from {warm:.0f} MB to {rss[-1]:.0f} MB: {rss}"
+    assert node.process.poll() is None
