@@ -17,9 +17,11 @@ Public API:
 
 Sources: a rosbag2 directory, a single ``.mcap`` / ``.db3`` file (through the
 ``rosbags`` library: MCAP and SQLite3, zstd file / message / chunk compression), a video
-file or a folder of images (sequence mode). Bags are streamed message by message: memory
-does not depend on the bag's length (rosbags decompresses a file-compressed bag into a
-temporary file first).
+file or a folder of images (sequence mode; ``folder_stamps`` says how file names become
+stamps). Bags are streamed message by message: memory does not depend on the bag's length
+(rosbags decompresses a file-compressed bag into a temporary file first), and no image above
+``ReplayConfig.max_image_pixels`` is decoded. A frame that cannot be used is skipped and
+counted by reason (``ReplaySummary.skipped``); the sequence goes on from the last good frame.
 
 Output stamps follow the node: ``header`` is image 1's header, ``header0``/``header1`` the
 source headers as recorded. The bag's log time of each output message is the log time of
@@ -237,6 +239,7 @@ class BagSource:
         rosbags = _rosbags()
         self.path = path
         self.description = str(path)
+        self.stamp_rule = "message header stamps"
         bag_path = _bag_path(path)
         humble = rosbags.typesys.get_typestore(rosbags.typesys.Stores.ROS2_HUMBLE)
         try:
@@ -696,7 +699,7 @@ def replay(
             image_topics=config.image_topics(),
             camera_info_topics=list(source.camera_info_topics),
             storage=config.storage,
-            stamps=getattr(source, "stamp_rule", "message header stamps"),
+            stamps=source.stamp_rule,
             model=str(getattr(matcher, "model_name", "")),
             backend=str(getattr(getattr(matcher, "backend", None), "name", "")),
         )
@@ -756,6 +759,7 @@ def _replay_loop(
                 break
             bar.update(1)
             summary.messages_read += 1
+            summary.images += item.kind == "image"  # skipped ones too: "N pairs from M images, skipped K"
             if item.message is None:
                 summary.skip(item.reason, item.error or "")
                 continue
@@ -765,7 +769,6 @@ def _replay_loop(
                 except CameraInfoError as error:  # keep the last good calibration
                     summary.skip("invalid camera_info", str(error))
                 continue
-            summary.images += 1
             received = time.perf_counter()
             try:
                 if pairer is not None:

@@ -394,6 +394,7 @@ class ReportBuilder:
         rows = [
             ("source", data.get("source", "")),
             ("mode", f"{data.get('mode', '')}: {', '.join(data.get('image_topics') or ['(file)'])}"),
+            ("stamps", data.get("stamps") or "message header stamps"),
             ("camera_info", ", ".join(x for x in data.get("camera_info_topics") or [] if x) or "none"),
             ("model / backend", f"{data.get('model', '')} / {data.get('backend', '')}"),
             ("output", f"{data.get('output', '')} ({data.get('storage', '')}): {data.get('matches_written', 0)} MatchArray, "

@@ -573,7 +573,7 @@ def test_a_refused_frame_in_a_folder_keeps_the_previous_frame(tmp_path, exported
     frames, _ = freiburg
     folder = _folder(tmp_path, "frames", {"000000.png": frames[0], "000001.png": bad, "000002.png": frames[1], "000003.png": frames[2]})
     summary = replay(ReplayConfig(folder, tmp_path / "out", model=exported_model, fps=10.0), progress=False)
-    assert summary.pairs == 2 and summary.skipped == {reason: 1} and summary.sequence_restarts == 0
+    assert summary.pairs == 2 and summary.images == 4 and summary.skipped == {reason: 1} and summary.sequence_restarts == 0
     assert "\n" not in summary.skip_examples[reason]
     out = read_bag(tmp_path / "out")["/matches"]
     assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(0, 200_000_000), (200_000_000, 300_000_000)]
