@@ -50,6 +50,7 @@ from .imageio import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels
 from .match_array import MATCH_ARRAY_TYPENAME, match_array_typestore, rosbags_match_array
 from .message_matching import MatchedPair, MessageMatcher
 from .node_params import PARAMETERS
+from .options import check_max_matches, check_threshold
 from .overlay import draw_matches
 from .pairing import Frame, StereoPairer, stamp_to_ns
 from .preprocess import ImageSizeError, to_8bit
@@ -175,6 +176,8 @@ class ReplayConfig:
             raise CoarseLoftrError(f"--fps must be a positive number of frames per second, got {self.fps}")
         if self.max_image_pixels is not None and (isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 0):
             raise CoarseLoftrError(f"--max-image-pixels must be a whole number >= 0 (0 = no limit), got {self.max_image_pixels!r}")
+        check_threshold(self.threshold, "--threshold")  # the Matcher's meaning, checked before the source is opened
+        check_max_matches(self.max_matches, "--max-matches")
         if self.matches_topic == self.overlay_topic and self.overlay:
             raise CoarseLoftrError("--matches-topic and --overlay-topic must differ")
         for topic in (self.matches_topic, self.overlay_topic):

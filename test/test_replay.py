@@ -231,6 +231,11 @@ def test_option_errors_are_one_line(tmp_path, small_frames):
         ({"image_topic": "/a", "image0_topic": "/a", "image1_topic": "/b"}, "not both"),
         ({"image_topic": "/a", "keyframe_every": 0}, "never replaced"),
         ({"image_topic": "/a", "storage": "rosbag1"}, "mcap or sqlite3"),
+        ({"image_topic": "/a", "threshold": 1.5}, r"--threshold must be a number in \[0, 1\]"),
+        ({"image_topic": "/a", "threshold": float("nan")}, r"--threshold must be a number in \[0, 1\]"),
+        ({"image_topic": "/a", "max_matches": -5}, "--max-matches must be a whole number >= 0"),
+        ({"image_topic": "/a", "max_image_pixels": -1}, "--max-image-pixels must be a whole number >= 0"),
+        ({"image_topic": "/a", "fps": float("nan")}, "--fps must be a positive number"),
     ):
         with pytest.raises(Exception, match=message):
             replay(ReplayConfig(bag, tmp_path / "o", **kwargs))
