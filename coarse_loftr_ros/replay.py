@@ -31,6 +31,7 @@ both bags are opened together (the node would publish one latency later).
 
 from __future__ import annotations
 
+import numbers
 import re
 import signal
 import threading
@@ -172,10 +173,11 @@ class ReplayConfig:
             raise CoarseLoftrError("--keyframe-every and --keyframe-min-matches must be >= 0")
         if self.keyframe_every == 0 and self.keyframe_min_matches == 0:
             raise CoarseLoftrError("--keyframe-every 0 needs --keyframe-min-matches > 0, or the keyframe is never replaced")
-        if not self.fps > 0 or self.fps == float("inf"):
+        if not (np.isfinite(self.fps) and self.fps > 0):
             raise CoarseLoftrError(f"--fps must be a positive number of frames per second, got {self.fps}")
-        if self.max_image_pixels is not None and (isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 0):
-            raise CoarseLoftrError(f"--max-image-pixels must be a whole number >= 0 (0 = no limit), got {self.max_image_pixels!r}")
+        limit = self.max_image_pixels
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0):
+            raise CoarseLoftrError(f"--max-image-pixels must be a whole number >= 0 (0 = no limit), got {limit!r}")
         check_threshold(self.threshold, "--threshold")  # the Matcher's meaning, checked before the source is opened
         check_max_matches(self.max_matches, "--max-matches")
         if self.matches_topic == self.overlay_topic and self.overlay:
