@@ -69,8 +69,8 @@ class Letterbox:
 
 
 class ImageSizeError(ImageError):
-    """An image the model input cannot hold: smaller than one coarse cell, or so narrow that
-    it would be after the letterbox resize."""
+    """An image the model cannot use: smaller than one coarse cell, or so narrow that it
+    covers less than one cell across once resized to the model input."""
 
 
 ACCEPTED_LAYOUTS = "HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA)"
@@ -120,8 +120,7 @@ def to_8bit(image: np.ndarray) -> np.ndarray:
     bits = bit_depth(image)
     if bits == 8:
         return image.astype(np.uint8)
-    scale = np.float32(255.0 / ((1 << bits) - 1))
-    return (image.astype(np.float32) * scale + np.float32(0.5)).astype(np.uint8)
+    return cv2.convertScaleAbs(image, alpha=255.0 / ((1 << bits) - 1))  # rounded, saturated
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
@@ -163,8 +162,9 @@ def to_model_input(image: np.ndarray, input_size: tuple[int, int], stride: int =
 
     ``input_size`` is the model input (width, height) in pixels, ``stride`` the model's coarse
     cell in pixels: an image that would not cover one cell across after the resize is
-    refused (``check_size``). The default 8 is the finest coarse level of any model here;
-    ``Matcher`` passes its own.
+    refused (``check_size``). The default 8 is the finest coarse level of any model here, so
+    a caller that does not know its model's stride is refused only what no model can use;
+    pass the model's own for its exact limit.
     """
     check_size(image, stride, input_size)
     gray = to_grayscale(image)
