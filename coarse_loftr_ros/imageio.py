@@ -43,8 +43,8 @@ def check_pixels(width: int, height: int, max_pixels: int | None, what: str = "i
     """Raise ``ImageTooLargeError`` when ``width`` x ``height`` exceeds ``max_pixels`` (0/None: no limit)."""
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, above the limit of "
-            f"{max_pixels / 1e6:g} megapixels; raise the limit (max_pixels, --max-image-pixels; 0 = none) if it is genuine"
+            f"{what} is {width}x{height} = {width * height / 1e6:.3g} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.3g} megapixels; raise the limit (max_pixels, --max-image-pixels or the node's max_image_pixels; 0 = no limit) if it is genuine"
         )
 
 

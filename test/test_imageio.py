@@ -146,3 +146,23 @@ def test_a_real_30000x30000_zeros_png_is_refused_in_bounded_memory_and_time(tmp_
     assert all(e and e.startswith("ImageTooLargeError") and "30000x30000" in e for e in report["errors"]), report
     assert report["peak_mb"] < 400, report
     assert report["seconds"] < 1.0, report
+
+
+def test_headers_this_opencv_does_not_write():
+    """Big-endian TIFF, BigTIFF and QOI headers, built byte by byte from their specifications."""
+    import struct
+
+    # TIFF, big-endian: ImageWidth as SHORT, ImageLength as LONG, after another tag.
+    entries = [(254, 4, 1, 0), (256, 3, 1, WIDTH << 16), (257, 4, 1, HEIGHT)]  # a SHORT sits in the first 2 bytes
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", len(entries))
+    tiff += b"".join(struct.pack(">HHII", *entry) for entry in entries) + bytes(4)
+    assert image_dimensions(tiff) == (WIDTH, HEIGHT)
+    # BigTIFF, little-endian: 8-byte offsets and counts, LONG8 values.
+    entries = [(256, 16, 1, 70000), (257, 16, 1, 80000)]
+    big = b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", len(entries))
+    big += b"".join(struct.pack("<HHQQ", *entry) for entry in entries) + bytes(8)
+    assert image_dimensions(big) == (70000, 80000)
+    with pytest.raises(ImageTooLargeError, match="70000x80000"):
+        decode_image(np.frombuffer(big, np.uint8))
+    # QOI: magic, width, height (big-endian), channels, colour space.
+    assert image_dimensions(b"qoif" + struct.pack(">IIBB", WIDTH, HEIGHT, 3, 0)) == (WIDTH, HEIGHT)
