@@ -81,7 +81,7 @@ def draw_matches(
     image1: np.ndarray,
     result: MatchResult,
     caption: str | None = None,
-    max_lines: int = DEFAULT_MAX_LINES,
+    max_lines: int | None = DEFAULT_MAX_LINES,
     ransac_px: float = DEFAULT_RANSAC_PX,
 ) -> np.ndarray:
     """Side-by-side BGR uint8 picture (height max(h0, h1), width w0 + w1) of a ``MatchResult``.
@@ -90,7 +90,7 @@ def draw_matches(
         image0, image1: the matched images (uint8/uint16, gray, BGR or BGRA).
         result: their matches, sorted by descending confidence (as ``Matcher`` returns them).
         caption: a first banner line above the counts (default: counts, backend and time in one line).
-        max_lines: draw the ``max_lines`` most confident matches (0: none; counts still shown).
+        max_lines: draw the ``max_lines`` most confident matches; 0 or None: all (as ``max_matches``).
         ransac_px: inlier distance of the consistency check in original-image pixels.
     """
     left, right = _to_bgr(image0), _to_bgr(image1)
@@ -100,7 +100,7 @@ def draw_matches(
     canvas[: right.shape[0], left.shape[1] :] = right
 
     consistent = geometric_consistency(result, ransac_px)
-    count = min(len(result), max(int(max_lines), 0))
+    count = len(result) if not max_lines else min(len(result), int(max_lines))
     thickness = 1 if canvas.shape[1] < 2400 else 2
     radius = 2 if canvas.shape[1] < 2400 else 4
     offset = np.array([left.shape[1], 0], np.float32)

@@ -88,6 +88,9 @@ def test_a_readable_subset_by_default_and_counts_for_all_matches(matched) -> Non
     coloured = [np.count_nonzero(np.abs(p[below_banner].astype(int) - d[below_banner]).sum(axis=2) > 0) for p, d in ((few, default), (everything, default))]
     assert coloured[0] > 0 and coloured[1] > 0  # 20 < 200 < all lines: three different pictures
     assert default.shape == (480, 1280, 3) and default.dtype == np.uint8
+    # A cap of 0 (or None) means no cap, as for max_matches.
+    assert np.array_equal(draw_matches(image0, image1, result, max_lines=0), everything)
+    assert np.array_equal(draw_matches(image0, image1, result, max_lines=None), everything)
 
 
 def test_few_or_no_matches_are_drawn_without_a_geometry(matched) -> None:

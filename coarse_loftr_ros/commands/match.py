@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     matcher = Matcher(model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches)
     result = matcher.match(image0, image1)
     if args.overlay:
-        lines = DEFAULT_MAX_LINES if args.overlay_lines is None else (args.overlay_lines or len(result))
+        lines = DEFAULT_MAX_LINES if args.overlay_lines is None else args.overlay_lines  # 0: all
         write_image_atomically(args.overlay, draw_matches(image0, image1, result, max_lines=lines))
     if args.json:
         write_atomically(args.json, (json.dumps(result.to_dict()) + "\n").encode("utf-8"))

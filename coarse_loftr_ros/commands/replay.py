@@ -30,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     topics.add_argument("--image1-topic", metavar="T1", help="stereo mode: camera 1 (image 1; its header stamps the output)")
     topics.add_argument("--matches-topic", default="/matches", help="output MatchArray topic (default: /matches)")
     topics.add_argument("--overlay", action="store_true", help="also write overlay pictures (CompressedImage, JPEG)")
+    topics.add_argument("--overlay-lines", type=max_matches_arg, default=node["overlay_max_lines"], metavar="N",
+                        help="overlay and report pictures: draw the N most confident matches (0: all; default: %(default)s)")
     topics.add_argument("--overlay-topic", default="/matches/overlay/compressed", help="output overlay topic (default: %(default)s)")
     pairing = parser.add_argument_group("pairing (the node's parameters and defaults)")
     pairing.add_argument("--sync", choices=["approximate", "exact"], default=node["sync"], help="stereo time sync (default: %(default)s)")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         matches_topic=args.matches_topic,
         overlay=args.overlay,
         overlay_topic=args.overlay_topic,
+        overlay_max_lines=args.overlay_lines,
         sync=args.sync,
         slop_s=args.slop,
         sync_queue_size=args.sync_queue_size,
