@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Evaluate matchers: homography AUC@3/5/10 px and precision on a folder of pairs with homographies, "
             "relative-pose AUC@5/10/20 deg on pairs with intrinsics and poses, stereo accuracy on the scikit-image "
             "motorcycle pair. ORB-2000 and SIFT-2000 run in the same call. Folder formats: see "
-            "coarse_loftr_train/evaluation.py or the README's training section."
+            "docs/evaluation.md."
         ),
     )
     parser.add_argument("--model", action="append", default=None, metavar="PATH",

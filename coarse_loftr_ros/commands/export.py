@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=positive_int_arg, default=480, help="model input height in pixels (default 480)")
     parser.add_argument("--top-k", type=positive_int_arg, default=1024, help="number of match rows the graph outputs (default 1024)")
     parser.add_argument("--threshold", type=threshold_arg, default=0.0, metavar="T", help="minimum confidence in [0, 1] inside the graph (default 0)")
-    parser.add_argument("--border", type=_non_negative_int, default=0, help="coarse cells removed at each border (default 0, chosen by measurement: see docs/)")
+    parser.add_argument("--border", type=_non_negative_int, default=0, help="coarse cells removed at each border (default 0, chosen on the development set: see docs/training.md)")
     parser.add_argument(
         "--refinement",
         choices=["auto", "learned", "learned-oneway", "expectation", "none"],
