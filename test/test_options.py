@@ -197,3 +197,22 @@ def test_cli_export_output_is_checked_before_loading_the_checkpoint(tmp_path) ->
     # The checkpoint does not exist: the output error must come first.
     assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path), "--output", "is a folder")
     assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "no" / "x.onnx"), "does not exist; create it first")
+
+
+WITHOUT_TORCH = """
+import sys
+class HideTorch:  # this interpreter behaves as if torch were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, HideTorch())
+from coarse_loftr_ros.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("arguments", [["eval", "--stereo"], ["export", "--checkpoint", "x.pt", "--output", "x.onnx"]])
+def test_commands_that_need_torch_say_so_in_one_line_without_it(arguments, tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert_one_line_error(done, "needs torch", "pip install torch")

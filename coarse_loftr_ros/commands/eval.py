@@ -47,9 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from coarse_loftr_train import evaluation
+    from ..errors import BackendUnavailableError, CoarseLoftrError
 
-    from ..errors import CoarseLoftrError
+    try:
+        from coarse_loftr_train import evaluation
+    except ImportError as error:
+        raise BackendUnavailableError(f"eval needs {error.name}; install it with `pip install torch==2.13.0` and `pip install .[train]`") from None
     from ..options import check_output_file, write_atomically
 
     check_output_file(args.json, "--json")
