@@ -461,10 +461,13 @@ class FolderSource:
         for stamp_ns, file in self.files:
             try:
                 image = read_image(file, self.max_pixels)
-            except ImageError as error:
+                if image.dtype not in (np.uint8, np.uint16):
+                    raise ImageError(f"{file} holds {image.dtype} pixels; replay reads 8- and 16-bit images (save it as a 16-bit PNG)")
+                message = _image_message(self.typestore, image, stamp_ns, self.frame_id)
+            except ImageError as error:  # unreadable, too large, or floating-point pixels
                 yield SourceMessage("image", 0, stamp_ns, None, str(error), _skip_reason((), error))
                 continue
-            yield SourceMessage("image", 0, stamp_ns, _image_message(self.typestore, image, stamp_ns, self.frame_id))
+            yield SourceMessage("image", 0, stamp_ns, message)
 
     def close(self) -> None:
         pass

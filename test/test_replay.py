@@ -570,13 +570,16 @@ def test_folder_stamps_beyond_ros_time_are_one_line(tmp_path, freiburg):
         (np.full((8, 8), 100, np.uint8), "image too small for the model"),
         (np.full((20, 10000), 100, np.uint8), "image too small for the model"),
         (png_declaring(30000, 30000), "image too large"),
+        (np.full((480, 640), 0.5, np.float32), "unreadable image"),  # a float TIFF: no Image encoding holds it
+        (b"not an image", "unreadable image"),
     ],
-    ids=["8x8", "10000x20", "30000x30000_png"],
+    ids=["8x8", "10000x20", "30000x30000_png", "float_tiff", "text"],
 )
 def test_a_refused_frame_in_a_folder_keeps_the_previous_frame(tmp_path, exported_model, freiburg, bad, reason):
     """[f0, bad, f1, f2] writes f0-f1 and f1-f2, and counts the bad frame."""
     frames, _ = freiburg
-    folder = _folder(tmp_path, "frames", {"000000.png": frames[0], "000001.png": bad, "000002.png": frames[1], "000003.png": frames[2]})
+    bad_name = "000001.tif" if isinstance(bad, np.ndarray) and bad.dtype == np.float32 else "000001.png"
+    folder = _folder(tmp_path, "frames", {"000000.png": frames[0], bad_name: bad, "000002.png": frames[1], "000003.png": frames[2]})
     summary = replay(ReplayConfig(folder, tmp_path / "out", model=exported_model, fps=10.0), progress=False)
     assert summary.pairs == 2 and summary.images == 4 and summary.skipped == {reason: 1} and summary.sequence_restarts == 0
     assert "\n" not in summary.skip_examples[reason]
