@@ -163,3 +163,17 @@ def test_time_going_backwards_restarts_the_sequence(matcher, frames):
     assert streams.match_sequence(image_message(frames[0], 0)) is None  # bag looped
     matched = streams.match_sequence(image_message(frames[1], 1))
     assert_same_matches(matched.result, matcher.match(frames[0], frames[1]))
+
+
+def test_a_refused_frame_that_goes_back_in_time_leaves_a_consistent_sequence(matcher, frames):
+    """Rare: the refused frame would also have restarted the sequence. Pairing and matcher stay
+    consistent: every later pair is the previous good frame against the current one."""
+    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    for i in (5, 6):
+        streams.match_sequence(image_message(frames[i], i))
+    with pytest.raises(ImageSizeError):
+        streams.match_sequence(image_message(np.zeros((8, 8, 3), np.uint8), 0))
+    assert streams.match_sequence(image_message(frames[7], 7)) is None  # the matcher was reset: a new sequence
+    matched = streams.match_sequence(image_message(frames[3], 8))
+    assert matched.header0.stamp == header(7).stamp
+    assert_same_matches(matched.result, matcher.match(frames[7], frames[3]))
