@@ -152,6 +152,7 @@ class MatcherNode(Node):
             matcher,
             keyframe_every=self.config.keyframe_every,
             keyframe_min_matches=self.config.keyframe_min_matches,
+            max_pixels=self.config.max_image_pixels,  # 0: no limit
         )
         self._matcher = matcher
 

@@ -4,7 +4,7 @@ Public API:
 
 - ``PARAMETERS``: a tuple of ``ParameterSpec`` (name, default, description, choices or
   range, whether it may change while the node runs). ``node.py`` declares each one with a
-  ``ParameterDescriptor`` built from it; the table in the README's ROS 2 section lists the same data
+  ``ParameterDescriptor`` built from it; the table in docs/ros2.md lists the same data
   (a test checks that they agree).
 - ``validate_parameters(values) -> NodeConfig``: check a name -> value mapping (missing
   names take their defaults) and return the typed configuration; raises
@@ -100,6 +100,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("qos_reliability", "best_effort", "image subscriptions: best_effort (sensor data, the "
                   "default) or reliable", choices=("best_effort", "reliable")),
     ParameterSpec("qos_depth", 1, "image subscriptions: history depth (keep last N)", minimum=1, maximum=100),
+    # Input images.
+    ParameterSpec("max_image_pixels", 50_000_000, "refuse (log and skip) an image message of more pixels than this "
+                  "(width x height), before converting or decoding it; 0 = no limit", minimum=0, maximum=1_000_000_000),
     # Outputs.
     ParameterSpec("publish_overlay", True, "publish ~/overlay (drawn only while someone subscribes)", dynamic=True),
     ParameterSpec("overlay_max_lines", 200, "overlay: draw at most this many match lines", minimum=1,
@@ -136,6 +139,7 @@ class NodeConfig:
     gpu_device: int
     qos_reliability: str
     qos_depth: int
+    max_image_pixels: int
     publish_overlay: bool
     overlay_max_lines: int
     input_timeout_s: float

@@ -81,3 +81,33 @@ def test_counters_are_thread_safe():
     for thread in threads:
         thread.join()
     assert stats.inputs == stats.processed == 20_000
+
+
+def test_stereo_images_that_never_pair_warn_with_their_own_message():
+    stats = MatcherStatistics(window_s=5.0, start_time=0.0)
+    for i in range(40):  # images from both cameras keep coming, none pairs
+        stats.record_image(now=i * 0.1)
+        stats.record_unpaired(1)
+    summary = stats.summary(now=4.0, input_timeout_s=3.0)
+    assert summary.level == "warn" and summary.message.startswith("images arrive but none paired for 4.0 s")
+    assert "slop_s" in summary.message
+    assert summary.values["unpaired images dropped total"] == "40" and summary.values["images total"] == "40"
+    # Without any image at all it is the plain silence warning.
+    assert MatcherStatistics(start_time=0.0).summary(now=10.0).message.startswith("no images")
+
+
+def test_overlays_are_counted():
+    stats = MatcherStatistics(start_time=0.0)
+    stats.record_overlay()
+    stats.record_overlay()
+    assert stats.summary(now=1.0).values["overlays total"] == "2"
+
+
+def test_the_node_logs_each_kind_of_bad_message_once_per_period():
+    from coarse_loftr_ros.node import _ProblemThrottle  # importable without ROS
+
+    throttle = _ProblemThrottle(period_s=5.0)
+    assert throttle.should_log("Image data is 100 bytes, expected 921600", now=0.0)
+    assert not throttle.should_log("Image data is 200 bytes, expected 921600", now=1.0)  # same kind, numbers aside
+    assert throttle.should_log("unknown encoding 'weird16'", now=1.0)  # another kind: at once
+    assert throttle.should_log("Image data is 300 bytes, expected 921600", now=5.5)  # the period is over

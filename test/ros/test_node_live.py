@@ -387,6 +387,23 @@ def test_a_real_4000x3000_image_is_matched_in_original_pixels(live, frames):
     assert keypoints[:, 0].max() > 2000 and keypoints[:, 1].max() > 1500  # not in model-input pixels
 
 
+def test_max_image_pixels_refuses_a_real_large_image_and_the_stream_goes_on(live, frames):
+    import cv2
+
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "max_image_pixels:=10000000")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:2])
+    publisher.publish(image_message(cv2.resize(frames[2], (4000, 3000)), stamp(100.2)))  # 12 MP > 10 MP
+    time.sleep(1.0)
+    publisher.publish(image_message(frames[3], stamp(100.3)))
+    _wait_count(driver, matches, 2)
+    assert matches[-1][1].header0.stamp == stamp(100.1)  # the large frame was skipped, not matched
+    warnings = [line for line in node.log().splitlines() if "[WARN]" in line and "skipped an image message" in line]
+    assert len(warnings) == 1 and "4000" in warnings[0], node.log()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signals_end_the_node_with_exit_0(live, frames, sig):
     node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
