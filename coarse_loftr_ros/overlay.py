@@ -17,6 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .preprocess import to_8bit
 from .result import MatchResult
 
 DEFAULT_MAX_LINES = 200
@@ -34,7 +35,7 @@ UNCHECKED_BGR = (0, 200, 255)  # amber: too few matches to check
 def _to_bgr(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
+        image = to_8bit(image)  # by the data's bit depth, as the model sees it
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:

