@@ -2,7 +2,8 @@
 
 Needs a ROS 2 installation with this package built (`colcon test`); skips elsewhere.
 The model is the package default, or the file named by COARSE_LOFTR_TEST_MODEL.
-NOT EXERCISED on the machines this package was developed on (no rclpy there).
+NOT EXERCISED on the machines this package was developed on: launch and launch_testing are not
+on PyPI. The same node is tested end to end without launch in test/ros/test_node_live.py.
 """
 
 import os

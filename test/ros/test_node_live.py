@@ -339,6 +339,17 @@ def test_bad_parameters_end_with_one_fatal_line_and_exit_1(tmp_path, arguments, 
     assert len(lines) == 1 and "[FATAL]" in lines[0] and named in lines[0], node.log()
 
 
+def test_a_parameters_file_is_read_and_a_typo_in_it_is_fatal(live, tmp_path):
+    node, driver = live("--params-file", str(REPO / "config" / "desktop.yaml"), "-p", "mode:=sequence")
+    assert "sequence mode on /image" in node.log()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**:\n  ros__parameters:\n    mode: sequence\n    threshhold: 0.5\n")
+    bad = NodeProcess(["--params-file", str(typo)], next_domain_id(), tmp_path / "typo.log")
+    assert bad.process.wait(timeout=120) == 1
+    lines = bad.log().strip().splitlines()
+    assert len(lines) == 1 and "[FATAL]" in lines[0] and "threshhold" in lines[0], bad.log()
+
+
 def test_bad_image_messages_are_logged_and_skipped(live, frames, matcher):
     node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
     publisher = driver.publisher(Image, "/image")
