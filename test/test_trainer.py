@@ -90,7 +90,7 @@ def test_a_tiny_cpu_run_reduces_the_loss_and_writes_checkpoints(image_folder, tm
     model = train(settings)
     after = fixed_batch_loss(model, settings)
     assert after < 0.8 * before
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 3 and checkpoint["step"] == 4 * 4
     assert {"model_state_dict", "config", "optimizer_state_dict", "scaler_state_dict", "scheduler_state_dict"} <= set(checkpoint)
     assert checkpoint["config"]["refine_window"] == 5 and checkpoint["config"]["input_width"] == 128
@@ -148,7 +148,7 @@ def test_resume_continues_exactly_where_the_run_stopped(image_folder, tmp_path):
     straight = train(tiny_settings(image_folder, tmp_path / "straight", "train.epochs=3"))
     train(tiny_settings(image_folder, tmp_path / "resumed", "train.epochs=2"))
     resumed = train(tiny_settings(image_folder, tmp_path / "resumed", "train.epochs=3"), resume=True)
-    checkpoint = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 12
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-6)
@@ -219,7 +219,7 @@ def test_ddp_on_two_cpu_processes_keeps_the_weights_in_sync(image_folder, tmp_pa
         assert torch.equal(state0[key], state1[key]), key
         changed += not torch.equal(state0[key], initial[key])
     assert changed > 10
-    checkpoint = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["step"] == 4  # 32 pairs / 2 processes / (4 x 2) per step = 2 steps per epoch
 
 
