@@ -90,6 +90,7 @@ class Publisher:
 
     def __init__(self, reliable: bool) -> None:
         import rclpy
+        import rclpy.duration
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         rclpy.init()
@@ -111,13 +112,15 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(p.get_subscription_count() > 0 for p in self._publishers.values()):
-                time.sleep(0.5)  # the subscriber may not have matched this publisher yet
+                time.sleep(1.0)  # the subscriber may not have matched this publisher yet
                 return
             time.sleep(0.05)
         missing = [t for t, p in self._publishers.items() if p.get_subscription_count() == 0]
         print(f"publish_images: no subscriber yet on {', '.join(missing)}; publishing anyway", file=sys.stderr)
 
     def close(self) -> None:
+        for publisher in self._publishers.values():  # reliable: let the last frames arrive first
+            publisher.wait_for_all_acked(timeout=self.rclpy.duration.Duration(seconds=2.0))
         self.node.destroy_node()
         self.rclpy.try_shutdown()
 
