@@ -238,3 +238,13 @@ def test_readme_parameter_rows_agree_with_the_declarations():
     assert set(rows) <= set(specs), set(rows) - set(specs)
     for name, row in rows.items():
         _check_row(specs[name], row)
+
+
+def test_node_import_hints_name_the_missing_module_and_both_ways_to_get_it():
+    from coarse_loftr_ros.node import _import_hint  # importable without ROS
+
+    rclpy_hint = _import_hint(ImportError("No module named 'rclpy'", name="rclpy"))
+    assert "cannot import rclpy" in rclpy_hint and "source /opt/ros" in rclpy_hint
+    assert "scripts/setup_ros2_venv.sh" in rclpy_hint and "\n" not in rclpy_hint
+    msg_hint = _import_hint(ImportError("No module named 'coarse_loftr_ros.msg'", name="coarse_loftr_ros.msg"))
+    assert "cannot import coarse_loftr_ros.msg" in msg_hint and "colcon" in msg_hint and ".ros2/setup.bash" in msg_hint
