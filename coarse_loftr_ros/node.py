@@ -29,6 +29,7 @@ the latency stays one inference plus at most one waiting pair.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 import time
@@ -38,9 +39,10 @@ import coarse_loftr_ros as _package
 
 try:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from rcl_interfaces.msg import (
         FloatingPointRange,
         IntegerRange,
@@ -360,11 +362,19 @@ def main(args: list[str] | None = None) -> int:
     if ROS_IMPORT_ERROR is not None:
         print(_import_hint(ROS_IMPORT_ERROR), file=sys.stderr)
         return 1
-    rclpy.init(args=args)
+    # SIGINT and SIGTERM end the spin loop below; ROS shuts down after it. (With rclpy's own
+    # handlers a signal can invalidate the context while spin builds its next wait set, and
+    # spin then raises RCLError instead of returning.)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         node = MatcherNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except CoarseLoftrError as error:  # bad parameters, model or backend: one line, exit
         rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
         return 1
@@ -374,6 +384,8 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
