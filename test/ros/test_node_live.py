@@ -199,9 +199,11 @@ def test_stereo_exact_needs_identical_stamps(live, frames, matcher):
     assert_same_matches(msg, matcher.match(*pair))
 
 
-def test_compressed_input(live, frames, matcher):
+@pytest.mark.parametrize("remap", ["image:=/camera/image", "image/compressed:=/camera/image/compressed"])
+def test_compressed_input(live, frames, matcher, remap):
+    """Either remap works, as with image_transport: the base topic, or the compressed topic itself."""
     node, driver = live("-p", "mode:=sequence", "-p", "image_transport:=compressed", "-p", "qos_reliability:=reliable",
-                        "-r", "image:=/camera/image")
+                        "-r", remap)
     publisher = driver.publisher(CompressedImage, "/camera/image/compressed")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
     driver.wait_for_subscribers(publisher)
