@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from coarse_loftr_ros.backends.base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES

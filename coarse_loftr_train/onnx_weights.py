@@ -33,7 +33,7 @@ from coarse_loftr_ros.backends.base import METADATA_PREFIX
 from coarse_loftr_ros.errors import ModelError
 
 from .config import ModelConfig
-from .export import ExtractionConfig, export_onnx, resolve_refinement
+from .export import ExtractionConfig, export_onnx
 from .model import CoarseLoFTR
 
 

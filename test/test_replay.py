@@ -7,7 +7,6 @@ import ctypes
 import json
 import os
 import re
-import shutil
 import signal
 from decimal import Decimal
 from pathlib import Path
