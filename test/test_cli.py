@@ -1,26 +1,13 @@
 """The `coarse-loftr` command: the main job, the JSON contract, and one-line errors for bad input."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coarse_loftr_ros.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(process: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert process.returncode == 2, process.stderr
-    lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1, process.stderr
-    assert "Traceback" not in process.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from cli_run import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

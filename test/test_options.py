@@ -21,19 +21,7 @@ from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.errors import OptionError
 from coarse_loftr_ros.options import check_max_matches, check_threshold
 
-
-def run_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coarse_loftr_ros.cli", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
-def assert_one_line_error(process: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert process.returncode == 2, process.stderr
-    lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1, process.stderr
-    assert "Traceback" not in process.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+from cli_run import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
