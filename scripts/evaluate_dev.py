@@ -44,6 +44,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
     if not levels:
         raise SystemExit(f"error: no levels under {args.dev}; run scripts/make_dev_benchmark.py first")
     poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses.is_dir() else []
+    stereo = evaluation.motorcycle_pair()
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, method in methods_for(args).items():
         print(f"evaluating {name} ...", flush=True)
@@ -52,7 +53,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
             entry["all"] = {key: sum(entry[level][key] for level in LEVELS) / len(LEVELS) for key in entry["easy"]}
         if poses:
             entry["castle_pose"] = evaluation.evaluate_poses(method, poses)
-        entry["stereo"] = evaluation.evaluate_stereo(method, *evaluation.motorcycle_pair())
+        entry["stereo"] = evaluation.evaluate_stereo(method, *stereo)
         results[name] = entry
     return results
 
