@@ -1,23 +1,29 @@
 """``Matcher``: two images in, correspondences in original pixel coordinates out.
 
 The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
-drop matches on the padding, apply the runtime threshold -> map back to original pixels.
+(only when the upright pair matched weakly: the rotation search, ``rotation_search``) ->
+drop matches on the padding, map back to original pixels -> sub-pixel polish with
+Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .backends import create_backend
 from .backends.base import Backend, RawMatches
 from .errors import ImageError
+from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_threshold
-from .preprocess import Letterbox, check_size, to_model_input
+from .preprocess import Letterbox, check_size, to_grayscale, to_model_input
 from .result import MatchResult
+from .rotation_search import SEARCH_ANGLES, WEAK_MATCH_SCORE, map_points, match_score, rotate_image
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,24 @@ class FrameFeatures:
         data: the backend's per-frame features of the image (backends with the sequence-mode
             graphs), else the model-input image itself.
         letterbox: the image's placement in the model input.
+        image: the image as uint8 HxW grayscale at its original size (for the polish and
+            the rotation search).
     """
 
     data: np.ndarray
     letterbox: Letterbox
+    image: np.ndarray
+
+
+@dataclass
+class _Candidate:
+    """One model run on a pair: image 1 as given (angle 0) or turned by the search."""
+
+    raw: RawMatches
+    letterbox1: Letterbox
+    image1: np.ndarray
+    angle: float = 0.0
+    to_image1: np.ndarray | None = None  # 2x3 affine: turned image 1 -> image 1 pixels
 
 
 class Matcher:
@@ -45,6 +65,11 @@ class Matcher:
             the model's own (0 keeps every match the model returns).
         max_matches: keep at most this many matches (the most confident), a whole number
             >= 0; 0 or None keeps all.
+        lk_refinement: polish matches to sub-pixel accuracy with pyramidal Lucas-Kanade and
+            drop those whose forward-backward track disagrees (``LKRefinement``; True: its
+            defaults, False: off, returning the model's positions).
+        rotation_search: when the upright pair matches weakly, also match image 1 turned by
+            ``SEARCH_ANGLES`` and keep the best angle (``rotation_search`` module).
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -60,11 +85,15 @@ class Matcher:
         backend: str = "auto",
         threshold: float | None = None,
         max_matches: int | None = None,
+        lk_refinement: bool | LKRefinement = True,
+        rotation_search: bool = True,
         **backend_options,
     ) -> None:
         # Checked before the model is opened: a bad value fails fast, with one line.
         self.threshold = threshold
         self.max_matches = max_matches
+        self.lk_refinement = lk_refinement
+        self.rotation_search = bool(rotation_search)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         width, height = self.backend.input_size
@@ -95,23 +124,35 @@ class Matcher:
         self._max_matches = check_max_matches(value)
 
     @property
+    def lk_refinement(self) -> LKRefinement | None:
+        """The sub-pixel polish, or None when off (set True for its defaults, False for off)."""
+        return self._lk_refinement
+
+    @lk_refinement.setter
+    def lk_refinement(self, value: bool | LKRefinement | None) -> None:
+        self._lk_refinement = LKRefinement() if value is True else (value or None)
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the model input in pixels."""
         return self.backend.input_size
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """Validate an image and convert it to the model input (see ``preprocess``)."""
-        if not isinstance(image, np.ndarray):
-            raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
-        check_size(image, self.backend.stride, self.input_size)
-        return to_model_input(image, self.input_size)
+        return self._prepare_gray(self._grayscale(image))
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> MatchResult:
         """Match two images: uint8/uint16, HxW, HxWx3 (BGR) or HxWx4 (BGRA), any sizes."""
         start = time.perf_counter()
-        input0 = self.prepare(image0)
-        input1 = self.prepare(image1)
-        return self._run(input0, input1, start)
+        gray0, gray1 = self._grayscale(image0), self._grayscale(image1)
+        tensor0, box0 = self._prepare_gray(gray0)
+        tensor1, box1 = self._prepare_gray(gray1)
+
+        def run(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
+            tensor, box = (tensor1, box1) if image1 is gray1 else self._prepare_gray(image1)
+            return self.backend.run(tensor0, tensor), box
+
+        return self._match(run, gray0, box0, gray1, start, time.perf_counter())
 
     def match_next(self, frame: np.ndarray) -> MatchResult | None:
         """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).
@@ -121,48 +162,79 @@ class Matcher:
         the first frame after construction or ``reset()``.
         """
         start = time.perf_counter()
-        tensor, box = self.prepare(frame)
+        gray = self._grayscale(frame)
+        tensor, box = self._prepare_gray(gray)
         prepared = time.perf_counter()
-        current = self._extract(tensor, box)
+        current = self._extract(tensor, box, gray)
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        raw = self._match_extracted(previous, current)
-        return self._finish(raw, previous.letterbox, box, start, prepared, time.perf_counter())
+        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared)
 
     def extract(self, image: np.ndarray) -> FrameFeatures:
         """Compute what matching needs of one image once, to match it many times (a keyframe).
 
         ``match_extracted(extract(a), extract(b))`` equals ``match(a, b)``.
         """
-        return self._extract(*self.prepare(image))
+        gray = self._grayscale(image)
+        return self._extract(*self._prepare_gray(gray), gray)
 
     def match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> MatchResult:
         """Match two images given by ``extract`` of this matcher (timing: no preprocess)."""
         start = time.perf_counter()
-        raw = self._match_extracted(features0, features1)
-        return self._finish(raw, features0.letterbox, features1.letterbox, start, start, time.perf_counter())
+        return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start)
 
-    def _extract(self, tensor: np.ndarray, box: Letterbox) -> FrameFeatures:
-        return FrameFeatures(self.backend.features(tensor) if self._sequence_features else tensor, box)
+    def reset(self) -> None:
+        """Forget the previous frame of sequence mode."""
+        self._previous = None
+
+    # ------------------------------------------------------------------ the steps
+
+    def _grayscale(self, image: np.ndarray) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
+        check_size(image, self.backend.stride, self.input_size)
+        return to_grayscale(image)
+
+    def _prepare_gray(self, gray: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        return to_model_input(gray, self.input_size, self.backend.stride)
+
+    def _extract(self, tensor: np.ndarray, box: Letterbox, gray: np.ndarray) -> FrameFeatures:
+        return FrameFeatures(self.backend.features(tensor) if self._sequence_features else tensor, box, gray)
 
     def _match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> RawMatches:
         if self._sequence_features:
             return self.backend.match_features(features0.data, features1.data)
         return self.backend.run(features0.data, features1.data)
 
-    def reset(self) -> None:
-        """Forget the previous frame of sequence mode."""
-        self._previous = None
+    def _runner(self, features0: FrameFeatures, features1: FrameFeatures) -> Callable[[np.ndarray], tuple[RawMatches, Letterbox]]:
+        """Image 1 (as given, or turned by the search) -> its matches with ``features0``."""
 
-    def _run(self, input0: tuple[np.ndarray, Letterbox], input1: tuple[np.ndarray, Letterbox], start: float) -> MatchResult:
-        (tensor0, box0), (tensor1, box1) = input0, input1
-        prepared = time.perf_counter()
-        raw = self.backend.run(tensor0, tensor1)
-        return self._finish(raw, box0, box1, start, prepared, time.perf_counter())
+        def run(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
+            features = features1 if image1 is features1.image else self._extract(*self._prepare_gray(image1), image1)
+            return self._match_extracted(features0, features), features.letterbox
 
-    def _finish(self, raw: RawMatches, box0: Letterbox, box1: Letterbox, start: float, prepared: float, inferred: float) -> MatchResult:
-        result = self._to_result(raw, box0, box1)
+        return run
+
+    def _match(
+        self,
+        run: Callable[[np.ndarray], tuple[RawMatches, Letterbox]],
+        image0: np.ndarray,
+        box0: Letterbox,
+        image1: np.ndarray,
+        start: float,
+        prepared: float,
+    ) -> MatchResult:
+        best = _Candidate(*run(image1), image1)
+        if self.rotation_search and self._score(best, box0) < WEAK_MATCH_SCORE:
+            for angle in SEARCH_ANGLES:
+                turned, to_image1 = rotate_image(image1, angle)
+                candidate = _Candidate(*run(turned), turned, angle, to_image1)
+                if self._score(candidate, box0) > self._score(best, box0):
+                    best = candidate
+        inferred = time.perf_counter()
+        result = self._to_result(best.raw, box0, best.letterbox1, image0, best.image1, best.to_image1)
+        result.rotation_deg = best.angle
         done = time.perf_counter()
         result.timing_ms = {
             "preprocess": (prepared - start) * 1e3,
@@ -172,21 +244,64 @@ class Matcher:
         }
         return result
 
-    def _to_result(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> MatchResult:
-        # A match whose cell lies on the letterbox padding is not on the image.
-        keep = box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
-        if self.threshold is not None:
-            keep &= raw.confidence >= self.threshold
-        index = np.flatnonzero(keep)[: self.max_matches or None]  # 0 and None: no cap
+    def _on_images(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> np.ndarray:
+        """Bool mask of the matches whose cells lie on both images, not on the padding."""
+        return box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
+
+    def _score(self, candidate: _Candidate, box0: Letterbox) -> float:
+        stride = self.backend.stride
+        cells = min(math.ceil(w / stride) * math.ceil(h / stride) for w, h in (box0.resized_size, candidate.letterbox1.resized_size))
+        return match_score(candidate.raw.confidence[self._on_images(candidate.raw, box0, candidate.letterbox1)], cells)
+
+    def _to_result(
+        self,
+        raw: RawMatches,
+        box0: Letterbox,
+        box1: Letterbox,
+        image0: np.ndarray | None = None,
+        image1: np.ndarray | None = None,
+        to_image1: np.ndarray | None = None,
+    ) -> MatchResult:
+        """Matches on the images, in original pixels, polished, turned back, thresholded, capped.
+
+        ``image1`` is the image the model saw as image 1 (turned by the search when
+        ``to_image1``, the affine back to the given image 1, is set).
+        """
+        index = np.flatnonzero(self._on_images(raw, box0, box1))
+        keypoints0 = box0.to_original_clipped(raw.keypoints0[index])
+        keypoints1 = box1.to_original_clipped(raw.keypoints1[index])
+        cells1 = raw.cells1[index]
+        if self.lk_refinement is not None and image0 is not None and image1 is not None:
+            keypoints1, keep = self.lk_refinement(image0, image1, keypoints0, keypoints1, min(box0.scale, box1.scale))
+            index, keypoints0, keypoints1, cells1 = index[keep], keypoints0[keep], keypoints1[keep], cells1[keep]
+        if to_image1 is not None:
+            # Back to the given image 1; its cell is the one of its own grid the point lies in.
+            keypoints1 = map_points(to_image1, keypoints1)
+            width, height = box1.original_size
+            on_image = (keypoints1[:, 0] >= 0) & (keypoints1[:, 1] >= 0) & (keypoints1[:, 0] <= width - 1) & (keypoints1[:, 1] <= height - 1)
+            index, keypoints0, keypoints1 = index[on_image], keypoints0[on_image], keypoints1[on_image]
+            cells1 = self._cells_of(box1.to_model(keypoints1))
+        confidence = raw.confidence[index]
+        keep = np.ones(len(index), bool) if self.threshold is None else confidence >= self.threshold
+        chosen = np.flatnonzero(keep)[: self.max_matches or None]  # 0 and None: no cap
         return MatchResult(
-            keypoints0=box0.to_original_clipped(raw.keypoints0[index]),
-            keypoints1=box1.to_original_clipped(raw.keypoints1[index]),
-            confidence=raw.confidence[index],
-            cells0=raw.cells0[index],
-            cells1=raw.cells1[index],
+            keypoints0=keypoints0[chosen],
+            keypoints1=keypoints1[chosen],
+            confidence=confidence[chosen],
+            cells0=raw.cells0[index][chosen],
+            cells1=cells1[chosen].astype(np.int32),
             image0_size=box0.original_size,
             image1_size=box1.original_size,
             grid_size=self.grid_size,
             backend=self.backend.name,
             model=self.model_name,
         )
+
+    def _cells_of(self, points: np.ndarray) -> np.ndarray:
+        """Row-major index of the model-grid cell that holds each model-input point (N, 2)."""
+        columns, rows = self.grid_size
+        stride = self.backend.stride
+        # Cell (col, row) is centred on model pixel (col * stride, row * stride).
+        col = np.clip(np.rint(points[:, 0] / stride), 0, columns - 1).astype(np.int32)
+        row = np.clip(np.rint(points[:, 1] / stride), 0, rows - 1).astype(np.int32)
+        return row * columns + col

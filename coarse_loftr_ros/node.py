@@ -212,6 +212,8 @@ class MatcherNode(Node):
             return SetParametersResult(successful=False, reason=str(error))
         self._matcher.threshold = config.threshold if config.threshold > 0 else None
         self._matcher.max_matches = config.max_matches or None
+        self._matcher.lk_refinement = config.lk_refinement
+        self._matcher.rotation_search = config.rotation_search
         self.config = config
         self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return SetParametersResult(successful=True)

@@ -84,6 +84,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0.0, maximum=1.0, dynamic=True),
     ParameterSpec("max_matches", 0, "keep at most this many matches, the most confident (top-K); 0 = all",
                   minimum=0, maximum=100000, dynamic=True),
+    ParameterSpec("lk_refinement", True, "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
+                  "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
+    ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by +-30 and +-60 "
+                  "degrees and keep the best angle (up to 5x the time on such pairs)", dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
     ParameterSpec("input_width", 0, "torch / tensorrt: model input width in pixels; 0 = the model's own "
                   "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),
@@ -129,6 +133,8 @@ class NodeConfig:
     backend: str
     threshold: float
     max_matches: int
+    lk_refinement: bool
+    rotation_search: bool
     threads: int
     input_width: int
     input_height: int
@@ -240,6 +246,8 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "backend": config.backend,
         "threshold": config.threshold if config.threshold > 0 else None,
         "max_matches": config.max_matches or None,
+        "lk_refinement": config.lk_refinement,
+        "rotation_search": config.rotation_search,
     }
     input_size = (config.input_width, config.input_height) if config.input_width else None
     if backend == "onnxruntime" and config.threads:

@@ -160,3 +160,11 @@ def write_image_atomically(path: Path, image, option: str = "--overlay") -> None
     if not ok:
         raise OutputPathError(f"{option} {path}: OpenCV cannot encode a {Path(path).suffix} picture; use .png or .jpg")
     write_atomically(path, encoded.tobytes())
+
+
+def add_matching_arguments(parser) -> None:
+    """``--no-lk-refinement`` and ``--no-rotation-search``: the Matcher's two optional steps."""
+    parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
+                        help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
+    parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",
+                        help="match upright only: never try image 1 turned by +-30/+-60 deg on a weak pair")

@@ -123,6 +123,8 @@ class ReplayConfig:
     backend: str = "auto"
     threshold: float | None = None
     max_matches: int | None = None
+    lk_refinement: bool = NODE_DEFAULTS["lk_refinement"]
+    rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     # Camera calibration for the report's essential-matrix inliers.
     use_camera_info: bool = True
     camera_info_topic: str | None = None
@@ -661,6 +663,8 @@ def _create_matcher(config: ReplayConfig) -> Any:
         backend=config.backend,
         threshold=config.threshold,
         max_matches=config.max_matches or None,
+        lk_refinement=config.lk_refinement,
+        rotation_search=config.rotation_search,
     )
 
 

@@ -28,6 +28,9 @@ class MatchResult:
         grid_size: (columns, rows) of the coarse grid of the model input.
         backend: name of the backend that ran the model.
         model: name or path of the model.
+        rotation_deg: the in-plane angle (degrees, counter-clockwise) by which the rotation
+            search turned image 1 before matching; 0 when it matched upright. The keypoints
+            are always in the given image 1.
         timing_ms: wall time per stage in milliseconds (``preprocess``, ``inference``,
             ``postprocess``, ``total``).
     """
@@ -42,6 +45,7 @@ class MatchResult:
     grid_size: tuple[int, int]
     backend: str = ""
     model: str = ""
+    rotation_deg: float = 0.0
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -61,5 +65,6 @@ class MatchResult:
             "grid_size": list(self.grid_size),
             "backend": self.backend,
             "model": self.model,
+            "rotation_deg": float(self.rotation_deg),
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }

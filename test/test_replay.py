@@ -586,7 +586,9 @@ def test_a_refused_frame_in_a_folder_keeps_the_previous_frame(tmp_path, exported
     assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(0, 200_000_000), (200_000_000, 300_000_000)]
     from coarse_loftr_ros.matcher import Matcher
 
-    assert_same_matches(result_from_match_array(out[0][1]), Matcher(exported_model).match(frames[0], frames[1]))
+    sequence = Matcher(exported_model)  # replay matches a sequence as match_next does
+    sequence.match_next(frames[0])
+    assert_same_matches(result_from_match_array(out[0][1]), sequence.match_next(frames[1]))
 
 
 def test_a_refused_frame_in_a_bag_keeps_the_previous_frame(tmp_path, exported_model, freiburg):

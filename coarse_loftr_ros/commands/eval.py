@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import max_matches_arg, positive_float_arg, positive_int_arg, threshold_arg
+from ..options import add_matching_arguments, max_matches_arg, positive_float_arg, positive_int_arg, threshold_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="minimum match confidence in [0, 1] for the models (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
                         help="keep at most N matches per pair, the most confident (default and 0: all)")
+    add_matching_arguments(parser)
     parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
     parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")
     parser.add_argument("--stereo", action="store_true", help="also score the scikit-image motorcycle stereo pair")
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     for model in args.model or ["default"]:
         matcher = Matcher(
-            model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches
+            model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
+            lk_refinement=args.lk_refinement, rotation_search=args.rotation_search,
         )
         methods[model] = evaluation.matcher_method(matcher)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import IMAGE_OUTPUT_SUFFIXES, max_matches_arg, threshold_arg
+from ..options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg, threshold_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
                         help="keep at most N matches, the most confident (default and 0: all)")
+    add_matching_arguments(parser)
     parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
                         help="refuse images larger than N pixels (width x height) from the header, before decoding (default: %(default)s; 0: no limit)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the matches as JSON")
@@ -46,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and args.overlay is not None and args.json.resolve() == args.overlay.resolve():
         raise OutputPathError("--json and --overlay name the same file; pass two file names")
     image0, image1 = read_image(args.image0, args.max_image_pixels), read_image(args.image1, args.max_image_pixels)
-    matcher = Matcher(model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches)
+    matcher = Matcher(
+        model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
+        lk_refinement=args.lk_refinement, rotation_search=args.rotation_search,
+    )
     result = matcher.match(image0, image1)
     if args.overlay:
         lines = DEFAULT_MAX_LINES if args.overlay_lines is None else args.overlay_lines  # 0: all

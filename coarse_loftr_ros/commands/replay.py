@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import max_matches_arg, non_negative_float_arg, positive_float_arg, threshold_arg
+from ..options import add_matching_arguments, max_matches_arg, non_negative_float_arg, positive_float_arg, threshold_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     files = parser.add_argument_group("video and image-folder sources")
     files.add_argument("--fps", type=positive_float_arg, default=30.0, help="frame rate for stamps when the video or file names give none (default: 30)")
     files.add_argument("--frame-id", default="camera", help="header frame_id of the frames (default: camera)")
+    add_matching_arguments(model)
     parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
                         help="skip images larger than N pixels (width x height), refused from the header before decoding (default: %(default)s; 0: no limit)")
     report = parser.add_argument_group("report")
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         threshold=args.threshold,
         max_matches=args.max_matches,
+        lk_refinement=args.lk_refinement,
+        rotation_search=args.rotation_search,
         use_camera_info=not args.no_camera_info,
         camera_info_topic=args.camera_info_topic,
         camera_info0_topic=args.camera_info0_topic,

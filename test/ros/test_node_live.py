@@ -64,7 +64,22 @@ def frames() -> list[np.ndarray]:
 def matcher():
     from coarse_loftr_ros import Matcher
 
-    return Matcher()
+    return Matcher(lk_refinement=False, rotation_search=False)
+
+
+# The node with the model's own matches (no polish, no rotation search), for the tests that
+# compare it with ``matcher`` on another path through the model (``matcher.match`` against the
+# node's sequence graphs): the polish would turn rounding into different matches.
+MODEL_ONLY = ("-p", "lk_refinement:=false", "-p", "rotation_search:=false")
+
+
+def _sequence_matcher(first: np.ndarray):
+    """The node's sequence path in process: ``Matcher.match_next``, started on ``first``."""
+    from coarse_loftr_ros import Matcher
+
+    sequence = Matcher()
+    sequence.match_next(first)
+    return sequence
 
 
 @pytest.fixture
@@ -113,7 +128,7 @@ def _feed_sequence(driver: Driver, publisher, matches: list, images: list[np.nda
     return stamps
 
 
-def test_sequence_mode_matches_consecutive_frames_like_matcher_match(live, frames, matcher):
+def test_sequence_mode_matches_consecutive_frames_like_matcher_match_next(live, frames):
     node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-r", "image:=/camera/image_raw")
     publisher = driver.publisher(Image, "/camera/image_raw")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
@@ -122,12 +137,13 @@ def test_sequence_mode_matches_consecutive_frames_like_matcher_match(live, frame
     stamps = _feed_sequence(driver, publisher, matches, images)
     time.sleep(0.5)
     assert len(matches) == len(images) - 1
+    sequence = _sequence_matcher(images[0])
     for i, (_, msg) in enumerate(matches, start=1):
         assert (msg.header0.stamp, msg.header1.stamp, msg.header.stamp) == (stamps[i - 1], stamps[i], stamps[i])
         assert msg.header.frame_id == msg.header1.frame_id == "camera"
         height, width = images[i].shape[:2]
         assert (msg.image0_width, msg.image0_height, msg.image1_width, msg.image1_height) == (width, height, width, height)
-        expected = matcher.match(images[i - 1], images[i])
+        expected = sequence.match_next(images[i])
         assert (msg.grid_width, msg.grid_height) == tuple(expected.grid_size)
         assert msg.backend == "onnxruntime" and msg.model == str(expected.model)
         assert msg.latency_ms > 0
@@ -156,7 +172,7 @@ def _stereo_pair(driver, left_publisher, right_publisher, images, t0: float, t1:
 
 
 def test_stereo_approximate_pairs_within_the_slop_and_drops_a_frame_without_partner(live, frames, matcher):
-    node, driver = live("-p", "mode:=stereo", "-p", "sync:=approximate", "-p", "slop_s:=0.02",
+    node, driver = live(*MODEL_ONLY, "-p", "mode:=stereo", "-p", "sync:=approximate", "-p", "slop_s:=0.02",
                         "-p", "qos_reliability:=reliable", "-r", "image0:=/stereo/left", "-r", "image1:=/stereo/right")
     left, right = driver.publisher(Image, "/stereo/left"), driver.publisher(Image, "/stereo/right")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
@@ -183,7 +199,7 @@ def test_stereo_approximate_pairs_within_the_slop_and_drops_a_frame_without_part
 
 
 def test_stereo_exact_needs_identical_stamps(live, frames, matcher):
-    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "qos_reliability:=reliable")
+    node, driver = live(*MODEL_ONLY, "-p", "mode:=stereo", "-p", "sync:=exact", "-p", "qos_reliability:=reliable")
     left, right = driver.publisher(Image, "/image0"), driver.publisher(Image, "/image1")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
     driver.wait_for_subscribers(left)
@@ -200,7 +216,7 @@ def test_stereo_exact_needs_identical_stamps(live, frames, matcher):
 
 
 @pytest.mark.parametrize("remap", ["image:=/camera/image", "image/compressed:=/camera/image/compressed"])
-def test_compressed_input(live, frames, matcher, remap):
+def test_compressed_input(live, frames, remap):
     """Either remap works, as with image_transport: the base topic, or the compressed topic itself."""
     node, driver = live("-p", "mode:=sequence", "-p", "image_transport:=compressed", "-p", "qos_reliability:=reliable",
                         "-r", remap)
@@ -210,8 +226,9 @@ def test_compressed_input(live, frames, matcher, remap):
     images = frames[:3]
     _feed_sequence(driver, publisher, matches, images, make=compressed_message)  # PNG: lossless
     assert len(matches) == 2
+    sequence = _sequence_matcher(images[0])
     for i, (_, msg) in enumerate(matches, start=1):
-        assert_same_matches(msg, matcher.match(images[i - 1], images[i]))
+        assert_same_matches(msg, sequence.match_next(images[i]))
 
 
 def test_overlay_is_drawn_only_while_someone_subscribes(live, frames):
@@ -293,7 +310,7 @@ def _set_parameters(driver: Driver, **values) -> list:
 
 
 def test_parameters_change_at_run_time_and_bad_changes_are_refused(live, frames, matcher):
-    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    node, driver = live(*MODEL_ONLY, "-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
     publisher = driver.publisher(Image, "/image")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
     driver.wait_for_subscribers(publisher)
@@ -353,7 +370,7 @@ def test_a_parameters_file_is_read_and_a_typo_in_it_is_fatal(live, tmp_path):
 
 
 def test_bad_image_messages_are_logged_and_skipped(live, frames, matcher):
-    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
+    node, driver = live(*MODEL_ONLY, "-p", "mode:=sequence", "-p", "qos_reliability:=reliable")
     publisher = driver.publisher(Image, "/image")
     matches, _ = driver.collect(MatchArray, "/matcher/matches")
     diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")

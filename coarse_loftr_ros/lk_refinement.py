@@ -1,0 +1,121 @@
+"""Sub-pixel polish of matches with pyramidal Lucas-Kanade (OpenCV), checked forward-backward.
+
+The model places a match on its coarse grid (16 model pixels per cell) and refines it inside
+the cell; on the original image that still leaves errors of a few pixels. This step tracks each
+match's image-0 point into image 1 with ``cv2.calcOpticalFlowPyrLK``, starting from the
+model's position, and tracks the result back into image 0. A match is kept, at the tracked
+position, when both tracks converge, the track back lands within ``max_error`` pixels of where
+it started and the track moved the point by at most one coarse cell. Matches that fail (their
+patches disagree, or are too flat to track) are dropped when at least ``min_polished`` matches
+passed, and kept at the model's position otherwise, so a pair the tracker cannot follow (strong
+rotation or scale change) keeps its matches.
+
+Coordinates are original-image pixels, OpenCV convention (x right, y down, pixel centres at
+integers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LKRefinement:
+    """Settings of the polish (defaults chosen on the castle development views: docs/model.md).
+
+    Attributes:
+        window: side of the square patch tracked, in original pixels.
+        levels: pyramid levels above the original (0 = the original only) for an image the
+            model sees at full size; one more for each halving of a larger image.
+        max_error: largest forward-backward distance of a polished match, in pixels.
+        max_shift: largest move from the model's position, in model-input pixels (16: one
+            coarse cell of the shipped model).
+        min_polished: drop the matches that failed when at least this many passed
+            (0: always drop them).
+        iterations: Lucas-Kanade iterations per level.
+        align: track in image 1 warped onto image 0 by the similarity transform the matches
+            agree on (RANSAC), so that rotation and scale between the images do not defeat
+            the tracker's translation-only window.
+        equalize: track on histogram-equalised images, so that a change of exposure, contrast
+            or gamma between the images does not break the tracker's constant-brightness model.
+    """
+
+    window: int = 11
+    levels: int = 2
+    max_error: float = 1.0
+    max_shift: float = 16.0
+    min_polished: int = 20
+    iterations: int = 10
+    align: bool = True
+    equalize: bool = True
+
+    def __call__(
+        self, image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray, keypoints1: np.ndarray, scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Polish matches between two uint8 grayscale images.
+
+        Args:
+            image0, image1: uint8 HxW images the keypoints are in.
+            keypoints0, keypoints1: float32 (N, 2) matched points [x, y] in pixels.
+            scale: model-input pixels per image pixel (the smaller of the two images').
+
+        Returns:
+            ``(keypoints1, keep)``: float32 (N, 2) polished points in image 1 and a bool (N,)
+            mask of the matches to keep.
+        """
+        count = len(keypoints0)
+        if count == 0:
+            return keypoints1.astype(np.float32), np.zeros(0, bool)
+        points0 = np.ascontiguousarray(keypoints0, np.float32).reshape(-1, 1, 2)
+        start1 = np.ascontiguousarray(keypoints1, np.float32).reshape(-1, 1, 2)
+        if self.equalize:
+            image0, image1 = cv2.equalizeHist(image0), cv2.equalizeHist(image1)
+        to_image1 = None
+        if self.align and count >= 8:
+            image1, start1, to_image1 = _align(image0, image1, keypoints0, start1, self.max_shift / max(scale, 1e-6))
+        levels = self.levels + max(0, math.floor(math.log2(1.0 / scale))) if scale > 0 else self.levels
+        tracked1, forward = self._track(image0, image1, points0, start1, levels)
+        back0, backward = self._track(image1, image0, tracked1, points0, levels)
+        tracked1, back0 = tracked1.reshape(-1, 2), back0.reshape(-1, 2)
+        consistent = np.linalg.norm(back0 - points0.reshape(-1, 2), axis=1) <= self.max_error
+        near = np.linalg.norm(tracked1 - start1.reshape(-1, 2), axis=1) <= self.max_shift / max(scale, 1e-6)
+        polished = forward & backward & consistent & near
+        refined = np.where(polished[:, None], tracked1, start1.reshape(-1, 2)).astype(np.float32)
+        if to_image1 is not None:
+            refined = (refined.astype(np.float64) @ to_image1[:, :2].T + to_image1[:, 2]).astype(np.float32)
+        keep = polished if polished.sum() >= self.min_polished else np.ones(count, bool)
+        return refined, keep
+
+    def _track(self, source: np.ndarray, target: np.ndarray, points: np.ndarray, start: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, self.iterations, 0.01)
+        tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+            source,
+            target,
+            points,
+            start.copy(),
+            winSize=(self.window, self.window),
+            maxLevel=levels,
+            criteria=criteria,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
+        return tracked, status.reshape(-1).astype(bool)
+
+
+def _align(
+    image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndarray, points1: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Image 1 warped onto image 0 by the matches' similarity transform, the points moved with
+    it, and the 2x3 affine back to image 1 (None, and the inputs unchanged, without a transform)."""
+    onto0, inliers = cv2.estimateAffinePartial2D(
+        points1.reshape(-1, 2), np.asarray(keypoints0, np.float32).reshape(-1, 2), method=cv2.RANSAC, ransacReprojThreshold=threshold
+    )
+    if onto0 is None or inliers is None or int(inliers.sum()) < 8:
+        return image1, points1, None
+    height, width = image0.shape[:2]
+    warped = cv2.warpAffine(image1, onto0, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    moved = (points1.reshape(-1, 2).astype(np.float64) @ onto0[:, :2].T + onto0[:, 2]).astype(np.float32).reshape(-1, 1, 2)
+    return warped, moved, cv2.invertAffineTransform(onto0)
