@@ -226,12 +226,14 @@ class Matcher:
         prepared: float,
     ) -> MatchResult:
         best = _Candidate(*run(image1), image1)
-        if self.rotation_search and self._score(best, box0) < WEAK_MATCH_SCORE:
+        best_score = self._score(best, box0)
+        if self.rotation_search and best_score < WEAK_MATCH_SCORE:
             for angle in SEARCH_ANGLES:
                 turned, to_image1 = rotate_image(image1, angle)
                 candidate = _Candidate(*run(turned), turned, angle, to_image1)
-                if self._score(candidate, box0) > self._score(best, box0):
-                    best = candidate
+                score = self._score(candidate, box0)
+                if score > best_score:
+                    best, best_score = candidate, score
         inferred = time.perf_counter()
         result = self._to_result(best.raw, box0, best.letterbox1, image0, best.image1, best.to_image1)
         result.rotation_deg = best.angle
