@@ -247,10 +247,15 @@ def _pair_stages(matcher: Matcher, backend, image0: np.ndarray, image1: np.ndarr
     """Stage times of one pair through the two sequence graphs (when the model has them)."""
     if not getattr(backend, "supports_features", False):
         return {}
-    t_pre, (input0, input1) = _timed(lambda: (matcher.prepare(image0), matcher.prepare(image1)))
+    def prepare() -> tuple:
+        gray0, gray1 = matcher._grayscale(image0), matcher._grayscale(image1)
+        return gray0, gray1, matcher._prepare_gray(gray0), matcher._prepare_gray(gray1)
+
+    t_pre, (gray0, gray1, input0, input1) = _timed(prepare)
     t_cnn, (f0, f1) = _timed(lambda: (backend.features(input0[0]), backend.features(input1[0])))
     t_match, raw = _timed(backend.match_features, f0, f1)
-    t_map, _ = _timed(matcher._to_result, raw, input0[1], input1[1])
+    # map_back: to original pixels and the LK polish (the upright pair; no rotation search)
+    t_map, _ = _timed(matcher._to_result, raw, input0[1], input1[1], gray0, gray1)
     return {"preprocess": t_pre, "cnn_both_images": t_cnn, "transformer_matching_extraction": t_match, "map_back": t_map}
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .rotation_search import map_points
+
 
 @dataclass(frozen=True)
 class LKRefinement:
@@ -74,19 +76,20 @@ class LKRefinement:
         start1 = np.ascontiguousarray(keypoints1, np.float32).reshape(-1, 1, 2)
         if self.equalize:
             image0, image1 = cv2.equalizeHist(image0), cv2.equalizeHist(image1)
+        max_shift_px = self.max_shift / max(scale, 1e-6)
         to_image1 = None
         if self.align and count >= 8:
-            image1, start1, to_image1 = _align(image0, image1, keypoints0, start1, self.max_shift / max(scale, 1e-6))
+            image1, start1, to_image1 = _align(image0, image1, keypoints0, start1, max_shift_px)
         levels = self.levels + max(0, math.floor(math.log2(1.0 / scale))) if scale > 0 else self.levels
         tracked1, forward = self._track(image0, image1, points0, start1, levels)
         back0, backward = self._track(image1, image0, tracked1, points0, levels)
         tracked1, back0 = tracked1.reshape(-1, 2), back0.reshape(-1, 2)
         consistent = np.linalg.norm(back0 - points0.reshape(-1, 2), axis=1) <= self.max_error
-        near = np.linalg.norm(tracked1 - start1.reshape(-1, 2), axis=1) <= self.max_shift / max(scale, 1e-6)
+        near = np.linalg.norm(tracked1 - start1.reshape(-1, 2), axis=1) <= max_shift_px
         polished = forward & backward & consistent & near
         refined = np.where(polished[:, None], tracked1, start1.reshape(-1, 2)).astype(np.float32)
         if to_image1 is not None:
-            refined = (refined.astype(np.float64) @ to_image1[:, :2].T + to_image1[:, 2]).astype(np.float32)
+            refined = map_points(to_image1, refined)
         keep = polished if polished.sum() >= self.min_polished else np.ones(count, bool)
         return refined, keep
 
@@ -117,5 +120,5 @@ def _align(
         return image1, points1, None
     height, width = image0.shape[:2]
     warped = cv2.warpAffine(image1, onto0, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    moved = (points1.reshape(-1, 2).astype(np.float64) @ onto0[:, :2].T + onto0[:, 2]).astype(np.float32).reshape(-1, 1, 2)
+    moved = map_points(onto0, points1.reshape(-1, 2)).reshape(-1, 1, 2)
     return warped, moved, cv2.invertAffineTransform(onto0)
