@@ -163,7 +163,12 @@ def write_image_atomically(path: Path, image, option: str = "--overlay") -> None
 
 
 def add_matching_arguments(parser) -> None:
-    """``--no-lk-refinement`` and ``--no-rotation-search``: the Matcher's two optional steps."""
+    """The Matcher's options on a command line: ``--threshold``, ``--max-matches`` and its two
+    optional steps, ``--no-lk-refinement`` and ``--no-rotation-search``."""
+    parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
+                        help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
+    parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
+                        help="keep at most N matches per pair, the most confident (default and 0: all)")
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",

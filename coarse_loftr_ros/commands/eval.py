@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_matching_arguments, max_matches_arg, positive_float_arg, positive_int_arg, threshold_arg
+from ..options import add_matching_arguments, positive_float_arg, positive_int_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +22,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", action="append", default=None, metavar="PATH",
                         help="model to evaluate (.onnx, .pt/.ckpt, .engine); repeat for several; 'default' = the shipped model")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="backend for the models (default auto)")
-    parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
-                        help="minimum match confidence in [0, 1] for the models (default: the model's; 0 keeps every match)")
-    parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
-                        help="keep at most N matches per pair, the most confident (default and 0: all)")
     add_matching_arguments(parser)
     parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
     parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg, threshold_arg
+from ..options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,10 +19,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image1", type=Path, help="second image file")
     parser.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto: TensorRT for .onnx when TensorRT and a GPU are present, else by file type)")
-    parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
-                        help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
-    parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
-                        help="keep at most N matches, the most confident (default and 0: all)")
     add_matching_arguments(parser)
     parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
                         help="refuse images larger than N pixels (width x height) from the header, before decoding (default: %(default)s; 0: no limit)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_matching_arguments, max_matches_arg, non_negative_float_arg, positive_float_arg, threshold_arg
+from ..options import add_matching_arguments, max_matches_arg, non_negative_float_arg, positive_float_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,14 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
     model.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto)")
-    model.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
-                       help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
-    model.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
-                       help="keep at most N matches per pair, the most confident (default and 0: all)")
+    add_matching_arguments(model)
     files = parser.add_argument_group("video and image-folder sources")
     files.add_argument("--fps", type=positive_float_arg, default=30.0, help="frame rate for stamps when the video or file names give none (default: 30)")
     files.add_argument("--frame-id", default="camera", help="header frame_id of the frames (default: camera)")
-    add_matching_arguments(model)
     parser.add_argument("--max-image-pixels", type=max_matches_arg, default=50_000_000, metavar="N",  # imageio.DEFAULT_MAX_PIXELS
                         help="skip images larger than N pixels (width x height), refused from the header before decoding (default: %(default)s; 0: no limit)")
     report = parser.add_argument_group("report")
