@@ -260,8 +260,8 @@ class Matcher:
         raw: RawMatches,
         box0: Letterbox,
         box1: Letterbox,
-        image0: np.ndarray | None = None,
-        image1: np.ndarray | None = None,
+        image0: np.ndarray,
+        image1: np.ndarray,
         to_image1: np.ndarray | None = None,
     ) -> MatchResult:
         """Matches on the images, in original pixels, polished, turned back, thresholded, capped.
@@ -273,7 +273,7 @@ class Matcher:
         keypoints0 = box0.to_original_clipped(raw.keypoints0[index])
         keypoints1 = box1.to_original_clipped(raw.keypoints1[index])
         cells1 = raw.cells1[index]
-        if self.lk_refinement is not None and image0 is not None and image1 is not None:
+        if self.lk_refinement is not None:
             keypoints1, keep = self.lk_refinement(image0, image1, keypoints0, keypoints1, min(box0.scale, box1.scale))
             index, keypoints0, keypoints1, cells1 = index[keep], keypoints0[keep], keypoints1[keep], cells1[keep]
         if to_image1 is not None:
