@@ -1,7 +1,7 @@
 """``Matcher``: two images in, correspondences in original pixel coordinates out.
 
 The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
-(only when the upright pair matched weakly: the rotation search, ``rotation_search``) ->
+(only when the upright pair matched weakly: the rotation and scale search, ``rotation_search``) ->
 drop matches on the padding, map back to original pixels -> sub-pixel polish with
 Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
 """
@@ -23,7 +23,7 @@ from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_threshold
 from .preprocess import Letterbox, check_size, to_grayscale, to_model_input
 from .result import MatchResult
-from .rotation_search import SEARCH_ANGLES, WEAK_MATCH_SCORE, map_points, match_score, rotate_image
+from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, map_points, match_score, rotate_image
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class _Candidate:
     letterbox1: Letterbox
     image1: np.ndarray
     angle: float = 0.0
-    to_image1: np.ndarray | None = None  # 2x3 affine: turned image 1 -> image 1 pixels
+    to_image1: np.ndarray | None = None  # 2x3 affine: warped image 1 -> image 1 pixels
+    scale: float = 1.0
 
 
 class Matcher:
@@ -69,7 +70,8 @@ class Matcher:
             drop those whose forward-backward track disagrees (``LKRefinement``; True: its
             defaults, False: off, returning the model's positions).
         rotation_search: when the upright pair matches weakly, also match image 1 turned by
-            ``SEARCH_ANGLES`` and keep the best angle (``rotation_search`` module).
+            ``SEARCH_ANGLES``, then scaled by ``SEARCH_SCALES`` at the best angle, and keep the
+            best view (``rotation_search`` module).
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -228,15 +230,18 @@ class Matcher:
         best = _Candidate(*run(image1), image1)
         best_score = self._score(best, box0)
         if self.rotation_search and best_score < WEAK_MATCH_SCORE:
-            for angle in SEARCH_ANGLES:
-                turned, to_image1 = rotate_image(image1, angle)
-                candidate = _Candidate(*run(turned), turned, angle, to_image1)
+            views = [(angle, 1.0) for angle in SEARCH_ANGLES]
+            views += [(None, scale) for scale in SEARCH_SCALES]  # None: the best angle so far
+            for angle, scale in views:
+                angle = best.angle if angle is None else angle
+                warped, to_image1 = rotate_image(image1, angle, scale)
+                candidate = _Candidate(*run(warped), warped, angle, to_image1, scale)
                 score = self._score(candidate, box0)
                 if score > best_score:
                     best, best_score = candidate, score
         inferred = time.perf_counter()
         result = self._to_result(best.raw, box0, best.letterbox1, image0, best.image1, best.to_image1)
-        result.rotation_deg = best.angle
+        result.rotation_deg, result.scale = best.angle, best.scale
         done = time.perf_counter()
         result.timing_ms = {
             "preprocess": (prepared - start) * 1e3,

@@ -172,4 +172,4 @@ def add_matching_arguments(parser) -> None:
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",
-                        help="match upright only: never try image 1 turned by +-30/+-60 deg on a weak pair")
+                        help="match upright only: never try image 1 turned (+-30/+-60 deg) or scaled (0.6/1.6) on a weak pair")

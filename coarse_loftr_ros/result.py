@@ -31,6 +31,8 @@ class MatchResult:
         rotation_deg: the in-plane angle (degrees, counter-clockwise) by which the rotation
             search turned image 1 before matching; 0 when it matched upright. The keypoints
             are always in the given image 1.
+        scale: the factor by which the search scaled image 1 (about its centre) before
+            matching; 1 when it did not.
         timing_ms: wall time per stage in milliseconds (``preprocess``, ``inference``,
             ``postprocess``, ``total``).
     """
@@ -46,6 +48,7 @@ class MatchResult:
     backend: str = ""
     model: str = ""
     rotation_deg: float = 0.0
+    scale: float = 1.0
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -66,5 +69,6 @@ class MatchResult:
             "backend": self.backend,
             "model": self.model,
             "rotation_deg": float(self.rotation_deg),
+            "scale": float(self.scale),
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }

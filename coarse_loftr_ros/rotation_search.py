@@ -1,14 +1,17 @@
-"""In-plane rotation search: when an upright pair matches weakly, match image 1 turned by a few
-angles too and keep the angle that matches best.
+"""Rotation and scale search: when an upright pair matches weakly, match image 1 turned by a few
+angles, then scaled by two factors at the best angle, and keep the view that matches best.
 
 The model's CNN is not rotation invariant: past about 25 degrees of in-plane rotation between
 the images its matches fall apart (a hand-held camera, a robot arm, a drone banking). Turning
 image 1 by the right angle before matching brings such a pair back into the range the model
-knows. The search runs only when the upright match is weak (``is_weak``), so consecutive video
-frames pay nothing; a pair that triggers it costs up to ``1 + len(SEARCH_ANGLES)`` model runs.
+knows; scaling it by ``SEARCH_SCALES`` does the same for zoom between the views (the model's
+coarse cells tolerate about 1.4x). The search runs only when the upright match is weak
+(``match_score`` below ``WEAK_MATCH_SCORE``), so consecutive video frames pay nothing; a pair
+that triggers it costs ``1 + len(SEARCH_ANGLES) + len(SEARCH_SCALES)`` model runs.
 
 Angles are degrees, counter-clockwise on the screen (OpenCV's ``getRotationMatrix2D``), about the
-image centre; the turned image keeps the original size (its corners are cut off).
+image centre; the warped image keeps the original size (corners cut off when turned or enlarged,
+black borders when shrunk).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import numpy as np
 
 SEARCH_ANGLES: tuple[float, ...] = (-30.0, 30.0, -60.0, 60.0)
 """Angles tried after the upright one; with the model's own tolerance they cover +-75 deg."""
+
+SEARCH_SCALES: tuple[float, ...] = (0.6, 1.6)
+"""Scale factors tried at the best angle after the angles (image 1 shrunk or enlarged about its centre)."""
 
 WEAK_MATCH_SCORE = 0.2
 """Below this ``match_score`` an upright pair is searched (chosen on the development set)."""
@@ -29,15 +35,17 @@ def match_score(confidence: np.ndarray, cells: int) -> float:
     return float(np.sum(confidence, dtype=np.float64)) / max(cells, 1)
 
 
-def rotate_image(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """Turn an HxW image by ``angle`` degrees about its centre, keeping its size.
+def rotate_image(image: np.ndarray, angle: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Turn an HxW image by ``angle`` degrees and scale it by ``scale`` about its centre,
+    keeping its size.
 
-    Returns the turned image and the 2x3 affine that maps its pixels back to the original's.
+    Returns the warped image and the 2x3 affine that maps its pixels back to the original's.
     """
     height, width = image.shape[:2]
-    forward = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), angle, 1.0)
-    turned = cv2.warpAffine(image, forward, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return turned, cv2.invertAffineTransform(forward)
+    forward = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), angle, scale)
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    warped = cv2.warpAffine(image, forward, (width, height), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    return warped, cv2.invertAffineTransform(forward)
 
 
 def map_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
