@@ -2,7 +2,8 @@
 
 The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
 (only when the upright pair matched weakly: the rotation and scale search, ``rotation_search``) ->
-drop matches on the padding, map back to original pixels -> sub-pixel polish with
+(only when the pair still matches below ``REWARP_MATCH_SCORE`` and its matches agree on a
+homography far from a shift: image 1 warped onto image 0 by it and matched again, ``rewarp``) -> drop matches on the padding, map back to original pixels -> sub-pixel polish with
 Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
 """
 
@@ -23,6 +24,7 @@ from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_threshold
 from .preprocess import Letterbox, check_size, to_grayscale, to_model_input
 from .result import MatchResult
+from .rewarp import REWARP_DISTORTION, REWARP_MATCH_SCORE, REWARP_RANSAC_CELLS, distortion, fit_homography, warp_onto
 from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, map_points, match_score, rotate_image
 
 
@@ -51,8 +53,9 @@ class _Candidate:
     letterbox1: Letterbox
     image1: np.ndarray
     angle: float = 0.0
-    to_image1: np.ndarray | None = None  # 2x3 affine: warped image 1 -> image 1 pixels
+    to_image1: np.ndarray | None = None  # 2x3 affine or 3x3 homography: warped image 1 -> image 1 pixels
     scale: float = 1.0
+    rewarped: bool = False
 
 
 class Matcher:
@@ -72,6 +75,9 @@ class Matcher:
         rotation_search: when the upright pair matches weakly, also match image 1 turned by
             ``SEARCH_ANGLES``, then scaled by ``SEARCH_SCALES`` at the best angle, and keep the
             best view (``rotation_search`` module).
+        rewarp: when the matches agree on a homography far from a shift (perspective, zoom,
+            rotation), warp image 1 onto image 0 by it, match again and keep the better of the
+            two (``rewarp`` module).
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -89,6 +95,7 @@ class Matcher:
         max_matches: int | None = None,
         lk_refinement: bool | LKRefinement = True,
         rotation_search: bool = True,
+        rewarp: bool = True,
         **backend_options,
     ) -> None:
         # Checked before the model is opened: a bad value fails fast, with one line.
@@ -96,6 +103,7 @@ class Matcher:
         self.max_matches = max_matches
         self.lk_refinement = lk_refinement
         self.rotation_search = bool(rotation_search)
+        self.rewarp = bool(rewarp)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         width, height = self.backend.input_size
@@ -239,9 +247,13 @@ class Matcher:
                 score = self._score(candidate, box0)
                 if score > best_score:
                     best, best_score = candidate, score
+        if self.rewarp and (best_score < REWARP_MATCH_SCORE or best.to_image1 is not None):  # a searched view is coarse
+            candidate = self._rewarped(run, best, box0, image1)
+            if candidate is not None and self._score(candidate, box0) > best_score:
+                best = candidate
         inferred = time.perf_counter()
         result = self._to_result(best.raw, box0, best.letterbox1, image0, best.image1, best.to_image1)
-        result.rotation_deg, result.scale = best.angle, best.scale
+        result.rotation_deg, result.scale, result.rewarped = best.angle, best.scale, best.rewarped
         done = time.perf_counter()
         result.timing_ms = {
             "preprocess": (prepared - start) * 1e3,
@@ -250,6 +262,24 @@ class Matcher:
             "total": (done - start) * 1e3,
         }
         return result
+
+    def _rewarped(
+        self, run: Callable[[np.ndarray], tuple[RawMatches, Letterbox]], best: _Candidate, box0: Letterbox, image1: np.ndarray
+    ) -> _Candidate | None:
+        """The pair matched again with the given ``image1`` warped onto image 0 by the homography
+        ``best``'s matches agree on; None when they agree on none or ``best``'s view of image 1 is
+        already close to a shift of image 0."""
+        on_images = self._on_images(best.raw, box0, best.letterbox1)
+        keypoints0 = box0.to_original_clipped(best.raw.keypoints0[on_images])
+        keypoints1 = best.letterbox1.to_original_clipped(best.raw.keypoints1[on_images])
+        threshold = REWARP_RANSAC_CELLS * self.backend.stride / min(box0.scale, best.letterbox1.scale)
+        homography = fit_homography(keypoints0, keypoints1, threshold)
+        if homography is None or distortion(homography, box0.original_size) <= REWARP_DISTORTION:
+            return None
+        if best.to_image1 is not None:  # image 0 -> best's view -> the given image 1, warped once
+            homography = (best.to_image1 if best.to_image1.shape == (3, 3) else np.vstack([best.to_image1, [0.0, 0.0, 1.0]])) @ homography
+        warped = warp_onto(image1, homography, box0.original_size)
+        return _Candidate(*run(warped), warped, best.angle, homography, best.scale, rewarped=True)
 
     def _on_images(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> np.ndarray:
         """Bool mask of the matches whose cells lie on both images, not on the padding."""

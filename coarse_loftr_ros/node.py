@@ -214,6 +214,7 @@ class MatcherNode(Node):
         self._matcher.max_matches = config.max_matches or None
         self._matcher.lk_refinement = config.lk_refinement
         self._matcher.rotation_search = config.rotation_search
+        self._matcher.rewarp = config.rewarp
         self.config = config
         self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return SetParametersResult(successful=True)

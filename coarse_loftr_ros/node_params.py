@@ -89,6 +89,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by +-30 and +-60 "
                   "degrees, then scaled by 0.6 and 1.6 at the best angle, and keep the best view (up to 7x the "
                   "time on such pairs)", dynamic=True),
+    ParameterSpec("rewarp", True, "when the matches agree on a homography far from a shift (perspective, zoom, "
+                  "rotation), warp image 1 onto image 0 by it, match again and keep the better (one more model "
+                  "run on such pairs)", dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
     ParameterSpec("input_width", 0, "torch / tensorrt: model input width in pixels; 0 = the model's own "
                   "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),
@@ -136,6 +139,7 @@ class NodeConfig:
     max_matches: int
     lk_refinement: bool
     rotation_search: bool
+    rewarp: bool
     threads: int
     input_width: int
     input_height: int
@@ -249,6 +253,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "max_matches": config.max_matches or None,
         "lk_refinement": config.lk_refinement,
         "rotation_search": config.rotation_search,
+        "rewarp": config.rewarp,
     }
     input_size = (config.input_width, config.input_height) if config.input_width else None
     if backend == "onnxruntime" and config.threads:

@@ -164,7 +164,7 @@ def write_image_atomically(path: Path, image, option: str = "--overlay") -> None
 
 def add_matching_arguments(parser) -> None:
     """The Matcher's options on a command line: ``--threshold``, ``--max-matches`` and its two
-    optional steps, ``--no-lk-refinement`` and ``--no-rotation-search``."""
+    optional steps, ``--no-lk-refinement``, ``--no-rotation-search`` and ``--no-rewarp``."""
     parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
@@ -173,3 +173,5 @@ def add_matching_arguments(parser) -> None:
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",
                         help="match upright only: never try image 1 turned (+-30/+-60 deg) or scaled (0.6/1.6) on a weak pair")
+    parser.add_argument("--no-rewarp", dest="rewarp", action="store_false",
+                        help="match once: never match again with image 1 warped onto image 0 by the first match's homography")

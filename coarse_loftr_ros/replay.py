@@ -125,6 +125,7 @@ class ReplayConfig:
     max_matches: int | None = None
     lk_refinement: bool = NODE_DEFAULTS["lk_refinement"]
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
+    rewarp: bool = NODE_DEFAULTS["rewarp"]
     # Camera calibration for the report's essential-matrix inliers.
     use_camera_info: bool = True
     camera_info_topic: str | None = None
@@ -665,6 +666,7 @@ def _create_matcher(config: ReplayConfig) -> Any:
         max_matches=config.max_matches or None,
         lk_refinement=config.lk_refinement,
         rotation_search=config.rotation_search,
+        rewarp=config.rewarp,
     )
 
 

@@ -33,6 +33,8 @@ class MatchResult:
             are always in the given image 1.
         scale: the factor by which the search scaled image 1 (about its centre) before
             matching; 1 when it did not.
+        rewarped: True when image 1 was matched warped onto image 0 by the homography a first
+            match agreed on (``Matcher(rewarp=True)``); the keypoints are still in the given image 1.
         timing_ms: wall time per stage in milliseconds (``preprocess``, ``inference``,
             ``postprocess``, ``total``).
     """
@@ -49,6 +51,7 @@ class MatchResult:
     model: str = ""
     rotation_deg: float = 0.0
     scale: float = 1.0
+    rewarped: bool = False
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -70,5 +73,6 @@ class MatchResult:
             "model": self.model,
             "rotation_deg": float(self.rotation_deg),
             "scale": float(self.scale),
+            "rewarped": bool(self.rewarped),
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }

@@ -48,6 +48,10 @@ def rotate_image(image: np.ndarray, angle: float, scale: float = 1.0) -> tuple[n
     return warped, cv2.invertAffineTransform(forward)
 
 
-def map_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 affine to float (N, 2) points [x, y]; float32 (N, 2)."""
-    return (np.asarray(points, np.float64) @ affine[:, :2].T + affine[:, 2]).astype(np.float32)
+def map_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine or a 3x3 homography to float (N, 2) points [x, y]; float32 (N, 2)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    mapped = points @ transform[:2, :2].T + transform[:2, 2]
+    if transform.shape == (3, 3):
+        mapped /= (points @ transform[2, :2] + transform[2, 2])[:, None]
+    return mapped.astype(np.float32)

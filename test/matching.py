@@ -15,7 +15,7 @@ import numpy as np
 # search. Tests that compare two paths through the model (pair graph against sequence graphs,
 # ONNX against torch) use them: the polish's keep-or-drop decision turns a 1e-4 px difference
 # of a model position into a different set of matches.
-MODEL_ONLY = {"lk_refinement": False, "rotation_search": False}
+MODEL_ONLY = {"lk_refinement": False, "rotation_search": False, "rewarp": False}
 
 CONFIDENCE_ATOL = 1e-4  # measured differences between kernels: ~3e-7
 KEYPOINT_ATOL_PX = 1e-2  # pixels of the original image; measured ~1e-4

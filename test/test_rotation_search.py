@@ -49,8 +49,8 @@ def test_turning_and_mapping_back_are_inverse(frame):
 def test_a_turned_pair_is_matched_after_turning_it_back(frame, angle, expected):
     turned, back = rotate_image(frame, angle)
     to_image1 = cv2.invertAffineTransform(back)
-    searched = Matcher().match(frame, turned)
-    upright = Matcher(rotation_search=False).match(frame, turned)
+    searched = Matcher(rewarp=False).match(frame, turned)  # the search alone (the rewarp rescues some upright pairs too)
+    upright = Matcher(rotation_search=False, rewarp=False).match(frame, turned)
     assert searched.rotation_deg in expected and upright.rotation_deg == 0.0 and upright.scale == 1.0
     # Measured 245 / 258 correct matches with the search against 92 / 54 upright.
     assert correct(searched, to_image1) >= max(2 * correct(upright, to_image1), 150)
@@ -75,12 +75,13 @@ def test_upright_video_pays_no_search(freiburg_frames):
     counter = CountingBackend(matcher)
     pairs = list(zip(freiburg_frames[:-1], freiburg_frames[1:]))
     results = [matcher.match(a, b) for a, b in pairs]
-    assert counter.runs == len(pairs)
+    rewarped = sum(r.rewarped for r in results)  # test_rewarp bounds these
+    assert counter.runs == len(pairs) + rewarped
     assert all(r.rotation_deg == 0.0 for r in results)
 
 
 def test_a_weak_pair_runs_the_model_once_per_angle(frame):
-    matcher = Matcher()
+    matcher = Matcher(rewarp=False)  # the rewarp may add one run (test_rewarp)
     counter = CountingBackend(matcher)
     matcher.match(frame, rotate_image(frame, 45.0)[0])
     assert counter.runs == 1 + len(SEARCH_ANGLES) + len(SEARCH_SCALES)
@@ -110,8 +111,8 @@ def test_a_zoomed_out_view_is_matched_after_scaling_it_back(frame):
     """Image 1 is the frame shrunk to 0.45 about its centre: the scale stage enlarges it again."""
     shrunk, back = rotate_image(frame, 0.0, 0.45)
     to_image1 = cv2.invertAffineTransform(back)
-    searched = Matcher().match(frame, shrunk)
-    upright = Matcher(rotation_search=False).match(frame, shrunk)
+    searched = Matcher(rewarp=False).match(frame, shrunk)
+    upright = Matcher(rotation_search=False, rewarp=False).match(frame, shrunk)
     assert searched.scale in SEARCH_SCALES and upright.scale == 1.0
     # Measured 397 correct matches with the search against 55 upright.
     assert correct(searched, to_image1) >= max(3 * correct(upright, to_image1), 200)

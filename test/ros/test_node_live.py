@@ -64,13 +64,13 @@ def frames() -> list[np.ndarray]:
 def matcher():
     from coarse_loftr_ros import Matcher
 
-    return Matcher(lk_refinement=False, rotation_search=False)
+    return Matcher(lk_refinement=False, rotation_search=False, rewarp=False)
 
 
-# The node with the model's own matches (no polish, no rotation search), for the tests that
+# The node with the model's own matches (no polish, no rotation search, no rewarp), for the tests that
 # compare it with ``matcher`` on another path through the model (``matcher.match`` against the
 # node's sequence graphs): the polish would turn rounding into different matches.
-MODEL_ONLY = ("-p", "lk_refinement:=false", "-p", "rotation_search:=false")
+MODEL_ONLY = ("-p", "lk_refinement:=false", "-p", "rotation_search:=false", "-p", "rewarp:=false")
 
 
 def _sequence_matcher(first: np.ndarray):
