@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ImageError
 from .imageio import read_image
-from .matcher import Matcher
+from .matcher import Matcher, _Candidate
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -255,7 +255,7 @@ def _pair_stages(matcher: Matcher, backend, image0: np.ndarray, image1: np.ndarr
     t_cnn, (f0, f1) = _timed(lambda: (backend.features(input0[0]), backend.features(input1[0])))
     t_match, raw = _timed(backend.match_features, f0, f1)
     # map_back: to original pixels and the LK polish (the upright pair; no rotation search)
-    t_map, _ = _timed(matcher._to_result, raw, input0[1], input1[1], gray0, gray1)
+    t_map, _ = _timed(matcher._to_result, _Candidate(raw, input1[1], gray1), input0[1], input1[1], gray0)
     return {"preprocess": t_pre, "cnn_both_images": t_cnn, "transformer_matching_extraction": t_match, "map_back": t_map}
 
 

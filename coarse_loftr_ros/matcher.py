@@ -75,9 +75,9 @@ class Matcher:
         rotation_search: when the upright pair matches weakly, also match image 1 turned by
             ``SEARCH_ANGLES``, then scaled by ``SEARCH_SCALES`` at the best angle, and keep the
             best view (``rotation_search`` module).
-        rewarp: when the matches agree on a homography far from a shift (perspective, zoom,
-            rotation), warp image 1 onto image 0 by it, match again and keep the better of the
-            two (``rewarp`` module).
+        rewarp: when a pair matches weakly (or in a view the search found) and its matches
+            agree on a homography far from a shift (perspective, zoom, rotation), warp image 1
+            onto image 0 by it, match again and keep the better of the two (``rewarp`` module).
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -236,6 +236,7 @@ class Matcher:
         prepared: float,
     ) -> MatchResult:
         best = _Candidate(*run(image1), image1)
+        given_box1 = best.letterbox1  # the given image 1's placement (a view's may differ: the rewarp's has image 0's size)
         best_score = self._score(best, box0)
         if self.rotation_search and best_score < WEAK_MATCH_SCORE:
             views = [(angle, 1.0) for angle in SEARCH_ANGLES]
@@ -252,7 +253,7 @@ class Matcher:
             if candidate is not None and self._score(candidate, box0) > best_score:
                 best = candidate
         inferred = time.perf_counter()
-        result = self._to_result(best.raw, box0, best.letterbox1, image0, best.image1, best.to_image1)
+        result = self._to_result(best, box0, given_box1, image0)
         result.rotation_deg, result.scale, result.rewarped = best.angle, best.scale, best.rewarped
         done = time.perf_counter()
         result.timing_ms = {
@@ -269,13 +270,14 @@ class Matcher:
         """The pair matched again with the given ``image1`` warped onto image 0 by the homography
         ``best``'s matches agree on; None when they agree on none or ``best``'s view of image 1 is
         already close to a shift of image 0."""
+        # Fitted in model-input pixels, as the model saw the pair: a difference of resolution alone
+        # is no distortion.
         on_images = self._on_images(best.raw, box0, best.letterbox1)
-        keypoints0 = box0.to_original_clipped(best.raw.keypoints0[on_images])
-        keypoints1 = best.letterbox1.to_original_clipped(best.raw.keypoints1[on_images])
-        threshold = REWARP_RANSAC_CELLS * self.backend.stride / min(box0.scale, best.letterbox1.scale)
-        homography = fit_homography(keypoints0, keypoints1, threshold)
-        if homography is None or distortion(homography, box0.original_size) <= REWARP_DISTORTION:
+        fitted = fit_homography(best.raw.keypoints0[on_images], best.raw.keypoints1[on_images], REWARP_RANSAC_CELLS * self.backend.stride)
+        if fitted is None or distortion(fitted, box0.resized_size) <= REWARP_DISTORTION:
             return None
+        # In original pixels: image 0 -> model input 0 -> model input 1 -> best's view of image 1.
+        homography = np.linalg.inv(best.letterbox1.to_model_matrix()) @ fitted @ box0.to_model_matrix()
         if best.to_image1 is not None:  # image 0 -> best's view -> the given image 1, warped once
             homography = (best.to_image1 if best.to_image1.shape == (3, 3) else np.vstack([best.to_image1, [0.0, 0.0, 1.0]])) @ homography
         warped = warp_onto(image1, homography, box0.original_size)
@@ -290,30 +292,24 @@ class Matcher:
         cells = min(math.ceil(w / stride) * math.ceil(h / stride) for w, h in (box0.resized_size, candidate.letterbox1.resized_size))
         return match_score(candidate.raw.confidence[self._on_images(candidate.raw, box0, candidate.letterbox1)], cells)
 
-    def _to_result(
-        self,
-        raw: RawMatches,
-        box0: Letterbox,
-        box1: Letterbox,
-        image0: np.ndarray,
-        image1: np.ndarray,
-        to_image1: np.ndarray | None = None,
-    ) -> MatchResult:
-        """Matches on the images, in original pixels, polished, turned back, thresholded, capped.
+    def _to_result(self, best: _Candidate, box0: Letterbox, box1: Letterbox, image0: np.ndarray) -> MatchResult:
+        """Matches on the images, in original pixels, polished, mapped back, thresholded, capped.
 
-        ``image1`` is the image the model saw as image 1 (turned by the search when
-        ``to_image1``, the affine back to the given image 1, is set).
+        ``best`` is the model run kept: image 1 as given, or a view of it (turned, scaled or
+        rewarped) with ``best.to_image1`` the transform back to the given image 1, whose
+        placement in the model input is ``box1``.
         """
-        index = np.flatnonzero(self._on_images(raw, box0, box1))
+        raw, view_box = best.raw, best.letterbox1
+        index = np.flatnonzero(self._on_images(raw, box0, view_box))
         keypoints0 = box0.to_original_clipped(raw.keypoints0[index])
-        keypoints1 = box1.to_original_clipped(raw.keypoints1[index])
+        keypoints1 = view_box.to_original_clipped(raw.keypoints1[index])
         cells1 = raw.cells1[index]
         if self.lk_refinement is not None:
-            keypoints1, keep = self.lk_refinement(image0, image1, keypoints0, keypoints1, min(box0.scale, box1.scale))
+            keypoints1, keep = self.lk_refinement(image0, best.image1, keypoints0, keypoints1, min(box0.scale, view_box.scale))
             index, keypoints0, keypoints1, cells1 = index[keep], keypoints0[keep], keypoints1[keep], cells1[keep]
-        if to_image1 is not None:
+        if best.to_image1 is not None:
             # Back to the given image 1; its cell is the one of its own grid the point lies in.
-            keypoints1 = map_points(to_image1, keypoints1)
+            keypoints1 = map_points(best.to_image1, keypoints1)
             width, height = box1.original_size
             on_image = (keypoints1[:, 0] >= 0) & (keypoints1[:, 1] >= 0) & (keypoints1[:, 0] <= width - 1) & (keypoints1[:, 1] <= height - 1)
             index, keypoints0, keypoints1 = index[on_image], keypoints0[on_image], keypoints1[on_image]

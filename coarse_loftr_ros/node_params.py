@@ -89,9 +89,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by +-30 and +-60 "
                   "degrees, then scaled by 0.6 and 1.6 at the best angle, and keep the best view (up to 7x the "
                   "time on such pairs)", dynamic=True),
-    ParameterSpec("rewarp", True, "when the matches agree on a homography far from a shift (perspective, zoom, "
-                  "rotation), warp image 1 onto image 0 by it, match again and keep the better (one more model "
-                  "run on such pairs)", dynamic=True),
+    ParameterSpec("rewarp", True, "when a pair matches weakly and its matches agree on a homography far from a "
+                  "shift (perspective, zoom, rotation), warp image 1 onto image 0 by it, match again and keep the "
+                  "better (one more model run on such pairs)", dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
     ParameterSpec("input_width", 0, "torch / tensorrt: model input width in pixels; 0 = the model's own "
                   "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),

@@ -63,6 +63,11 @@ class Letterbox:
         )
         return ((points + 0.5) * scale - 0.5).astype(np.float32)
 
+    def to_model_matrix(self) -> np.ndarray:
+        """``to_model`` as a float64 3x3 matrix on homogeneous points [x, y, 1]."""
+        sx, sy = (self.resized_size[i] / self.original_size[i] for i in range(2))
+        return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
     def inside(self, points: np.ndarray) -> np.ndarray:
         """Bool (N,): model-input points that lie on the image, not on the padding."""
         return (points[:, 0] < self.resized_size[0]) & (points[:, 1] < self.resized_size[1])

@@ -30,7 +30,7 @@ from .rotation_search import map_points
 REWARP_MATCH_SCORE = 0.3
 """Re-match only pairs whose ``match_score`` is below this. Well-matched pairs (most consecutive
 video frames score 0.3-0.4) gain less than the run costs: rewarping every pair of the Freiburg
-video raised its inliers by 13 % at 1.6x the time (docs/model.md)."""
+video raised its fundamental-matrix inliers by 10 % at 1.6x the time (docs/model.md)."""
 
 REWARP_DISTORTION = 0.05
 """Re-match only when image 0's corners move by more than this share of its half-diagonal beyond
@@ -48,6 +48,9 @@ few pixels; the fit only has to bring the views close)."""
 def fit_homography(keypoints0: np.ndarray, keypoints1: np.ndarray, threshold: float) -> np.ndarray | None:
     """The homography (image 0 -> image 1) the matches agree on, or None.
 
+    ``keypoints0`` and ``keypoints1`` are float (N, 2) pixels of the two images as the model saw
+    them (model-input pixels), ``threshold`` the RANSAC distance in those pixels.
+
     None when there are fewer than ``REWARP_MIN_INLIERS`` inliers within ``threshold`` pixels,
     or the fit flips or collapses the image (a degenerate fit from wrong matches).
     """
@@ -60,7 +63,7 @@ def fit_homography(keypoints0: np.ndarray, keypoints1: np.ndarray, threshold: fl
         return None
     homography = homography / homography[2, 2]
     det = float(np.linalg.det(homography[:2, :2]))
-    if not 1.0 / 16 < det < 16.0:  # zoom beyond 4x either way, or a mirror: not a view change
+    if not 1.0 / 16 < det < 16.0:  # zoom beyond 4x either way, or a mirror: not a view change we can undo
         return None
     return homography
 
@@ -81,4 +84,3 @@ def warp_onto(image1: np.ndarray, homography: np.ndarray, size: tuple[int, int])
     """Image 1 seen from image 0: pixel x of the result is pixel ``homography @ x`` of image 1;
     ``size`` (width, height) is image 0's, uncovered pixels are black."""
     return cv2.warpPerspective(image1, homography, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-

@@ -13,7 +13,8 @@ from coarse_loftr_ros.rotation_search import map_points
 from test_rotation_search import CountingBackend
 
 # Image 0 -> image 1 of a strong perspective view: image 0's corners land at these pixels of
-# image 1 (a camera moved closer to the scene and tilted: its left half magnified about 2x).
+# image 1 (a camera moved back and tilted: image 0 fills a slanted quadrilateral of about a
+# third of image 1).
 VIEW_CORNERS = np.float32([[100, 40], [540, 140], [500, 330], [140, 440]])
 PERSPECTIVE = cv2.getPerspectiveTransform(np.float32([[0, 0], [639, 0], [639, 479], [0, 479]]), VIEW_CORNERS).astype(np.float64)
 
@@ -81,7 +82,7 @@ def test_a_perspective_pair_gains_correct_matches(frame, seen_in_perspective):
     rewarped = Matcher().match(frame, seen_in_perspective)
     once = Matcher(rewarp=False).match(frame, seen_in_perspective)
     assert rewarped.rewarped and not once.rewarped
-    # Measured 88 correct matches (of 96) in one run, 564 (of 589) after the rewarp.
+    # Measured 88 correct matches (of 96) in one run, 896 (of 896) after the rewarp.
     assert correct(rewarped, PERSPECTIVE) >= max(2 * correct(once, PERSPECTIVE), 150)
     assert correct(rewarped, PERSPECTIVE) >= 0.85 * len(rewarped)
     width, height = rewarped.image1_size
@@ -118,3 +119,17 @@ def test_sequence_mode_rewarps_like_pair_mode(frame, seen_in_perspective):
     second = sequence.match_next(frame)  # the view back to the frame: the inverse homography
     assert second.rewarped
     assert correct(second, np.linalg.inv(PERSPECTIVE)) >= 150
+
+
+def test_a_view_at_another_resolution_maps_back_into_its_own_pixels(frame):
+    """Image 1 is the perspective view at twice the resolution (1280x960): the rewarped view has
+    image 0's size, and the keypoints still land in the given image 1's pixels."""
+    twice = np.diag([2.0, 2.0, 1.0]) @ PERSPECTIVE
+    large = cv2.warpPerspective(frame, twice, (1280, 960), flags=cv2.INTER_LINEAR)
+    result = Matcher().match(frame, large)
+    assert result.rewarped and result.image1_size == (1280, 960)
+    # Measured 929 correct of 929 (within 6 px of 1280x960, i.e. 3 px of the 640x480 view).
+    assert correct(result, twice, tolerance_px=6.0) >= max(0.9 * len(result), 300)
+    columns, _ = result.grid_size
+    cells = np.rint(result.keypoints1[:, 1] / 32).astype(int) * columns + np.rint(result.keypoints1[:, 0] / 32).astype(int)
+    assert np.mean(cells == result.cells1) > 0.95  # cells1 in the given image's grid (32 px per cell here)
