@@ -27,7 +27,7 @@ from .rotation_search import map_points
 
 @dataclass(frozen=True)
 class LKRefinement:
-    """Settings of the polish (defaults chosen on the castle development views: docs/model.md).
+    """Settings of the polish (defaults chosen on the development set with the rewarp on: the model card).
 
     Attributes:
         window: side of the square patch tracked, in original pixels.
@@ -46,12 +46,12 @@ class LKRefinement:
             or gamma between the images does not break the tracker's constant-brightness model.
     """
 
-    window: int = 11
+    window: int = 13
     levels: int = 2
     max_error: float = 1.0
     max_shift: float = 16.0
     min_polished: int = 20
-    iterations: int = 10
+    iterations: int = 6
     align: bool = True
     equalize: bool = True
 
