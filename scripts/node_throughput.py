@@ -16,6 +16,7 @@ executors). DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
   source .ros2/setup.bash
   python scripts/node_throughput.py                      # ../shared's Freiburg frames, sequence mode
   python scripts/node_throughput.py --frames DIR --mode stereo --seconds 60 --json out.json
+  python scripts/node_throughput.py --no-rotation-search   # the node with rotation_search:=false
 
 Prints a Markdown table; a measurement, not a test: nothing is asserted.
 """
@@ -37,6 +38,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# This checkout's package, for the in-process row as for the node (which runs with cwd=REPO), not
+# a colcon-installed copy on PYTHONPATH that may be older.
+sys.path.insert(0, str(REPO))
 DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "freiburg_sequence"
 
 
@@ -58,6 +62,10 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+STEPS = ("rotation_search", "rewarp", "lk_refinement")
+"""The Matcher's optional steps, each switchable off for a run (``--no-rotation-search`` ...)."""
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -65,11 +73,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def in_process(frames: list[np.ndarray], pairs: int, mode: str, threads: int) -> dict:
+def in_process(frames: list[np.ndarray], pairs: int, mode: str, threads: int, steps: dict[str, bool]) -> dict:
     """Matcher.match_next (sequence) or Matcher.match (stereo) on the frames, no ROS."""
     from coarse_loftr_ros import Matcher
 
-    matcher = Matcher(threads=threads) if threads else Matcher()
+    matcher = Matcher(threads=threads, **steps) if threads else Matcher(**steps)
     matcher.match_next(frames[0])
     times = []
     for i in range(1, pairs + 1):
@@ -129,9 +137,11 @@ class Receiver:
 
 
 def run_node(frames_dir: Path, rate: float, seconds: float, mode: str, threads: int, env: dict, domain_id: int,
-             color: bool, reliable: bool) -> dict:
+             color: bool, reliable: bool, steps: dict[str, bool]) -> dict:
     """One node process fed at ``rate`` for ``seconds``; the figures of that run."""
     arguments = ["-p", f"mode:={mode}"] + (["-p", "sync:=exact"] if mode == "stereo" else [])
+    for name, value in steps.items():
+        arguments += ["-p", f"{name}:={str(value).lower()}"]
     arguments += ["-p", f"threads:={threads}"] if threads else []
     arguments += ["-p", "qos_reliability:=reliable"] if reliable else []
     node_log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
@@ -203,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--color", action="store_true", help="publish bgr8 (921 kB at 640x480) instead of mono8 (307 kB)")
     parser.add_argument("--reliable", action="store_true", help="reliable QoS on the feeder and the node (default: best effort)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    for step in STEPS:
+        parser.add_argument(f"--no-{step.replace('_', '-')}", dest=step, action="store_false",
+                            help=f"node parameter {step}:=false (and the same in process)")
     args = parser.parse_args(argv)
+    steps = {step: False for step in STEPS if not getattr(args, step)}
 
     try:
         import rclpy  # noqa: F401
@@ -226,16 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         "color": args.color, "reliable": args.reliable,
         "frames": f"{len(frames)} x {frames[0].shape[1]}x{frames[0].shape[0]} from {frames_dir}",
         "cpu_count": os.cpu_count(),
-        "in_process": in_process(frames, 200, args.mode, args.threads),
+        "steps_off": sorted(steps),
+        "in_process": in_process(frames, 200, args.mode, args.threads, steps),
         "node_paced": run_node(frames_dir, args.slow_rate, args.seconds, args.mode, args.threads, env, domain_id,
-                               args.color, args.reliable),
+                               args.color, args.reliable, steps),
         "node_flood": run_node(frames_dir, args.fast_rate, args.seconds, args.mode, args.threads, env, domain_id,
-                               args.color, args.reliable),
+                               args.color, args.reliable, steps),
     }
     ip, paced, flood = figures["in_process"], figures["node_paced"], figures["node_flood"]
     qos = "reliable" if args.reliable else "best effort"
     print(f"mode {args.mode}, {figures['frames']} published as {'bgr8' if args.color else 'mono8'}, {qos}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs" + (f", off: {', '.join(sorted(steps))}" if steps else ""))
     print("| run | pairs/s | latency p50 / p95 (ms) | in node p50 (ms) | transport p50 (ms, share) | drops | RSS start -> end (MB) |")
     print("|---|---|---|---|---|---|---|")
     what = "Matcher.match_next" if args.mode == "sequence" else "Matcher.match"
