@@ -2,9 +2,10 @@
 
 The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
 (only when the upright pair matched weakly: the rotation and scale search, ``rotation_search``) ->
-(only when the pair still matches below ``REWARP_MATCH_SCORE`` and its matches agree on a
-homography far from a shift: image 1 warped onto image 0 by it and matched again, ``rewarp``) -> drop matches on the padding, map back to original pixels -> sub-pixel polish with
-Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
+(only when the pair still matches below ``REWARP_MATCH_SCORE``, or in a searched view, and its
+matches agree on a homography far from a shift: image 1 warped onto image 0 by it and matched
+again, ``rewarp``) -> drop matches on the padding, map back to original pixels -> sub-pixel
+polish with Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class FrameFeatures:
         data: the backend's per-frame features of the image (backends with the sequence-mode
             graphs), else the model-input image itself.
         letterbox: the image's placement in the model input.
-        image: the image as uint8 HxW grayscale at its original size (for the polish and
-            the rotation search).
+        image: the image as uint8 HxW grayscale at its original size (for the polish, the
+            rotation search and the rewarp).
     """
 
     data: np.ndarray
@@ -47,7 +48,8 @@ class FrameFeatures:
 
 @dataclass
 class _Candidate:
-    """One model run on a pair: image 1 as given (angle 0) or turned by the search."""
+    """One model run on a pair: image 1 as given, or a view of it (turned or scaled by the
+    search, or rewarped onto image 0); ``image1`` is what the model saw as image 1."""
 
     raw: RawMatches
     letterbox1: Letterbox
@@ -218,7 +220,7 @@ class Matcher:
         return self.backend.run(features0.data, features1.data)
 
     def _runner(self, features0: FrameFeatures, features1: FrameFeatures) -> Callable[[np.ndarray], tuple[RawMatches, Letterbox]]:
-        """Image 1 (as given, or turned by the search) -> its matches with ``features0``."""
+        """Image 1 (as given, or a view of it) -> its matches with ``features0``."""
 
         def run(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
             features = features1 if image1 is features1.image else self._extract(*self._prepare_gray(image1), image1)

@@ -88,7 +88,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
     ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by +-30 and +-60 "
                   "degrees, then scaled by 0.6 and 1.6 at the best angle, and keep the best view (up to 7x the "
-                  "time on such pairs)", dynamic=True),
+                  "time on such pairs, 8x with the rewarp of the view found)", dynamic=True),
     ParameterSpec("rewarp", True, "when a pair matches weakly and its matches agree on a homography far from a "
                   "shift (perspective, zoom, rotation), warp image 1 onto image 0 by it, match again and keep the "
                   "better (one more model run on such pairs)", dynamic=True),

@@ -43,11 +43,14 @@ class Letterbox:
         resized = (min(input_size[0], max(1, round(width * scale))), min(input_size[1], max(1, round(height * scale))))
         return cls(scale, (width, height), resized, tuple(input_size))
 
+    @property
+    def factors(self) -> tuple[float, float]:
+        """(x, y) model-input pixels per original pixel, each axis as resized (``scale`` rounded)."""
+        return self.resized_size[0] / self.original_size[0], self.resized_size[1] / self.original_size[1]
+
     def to_original(self, points: np.ndarray) -> np.ndarray:
         """Model-input pixel coordinates (N, 2) -> original image pixel coordinates (N, 2)."""
-        scale = np.array(
-            [self.resized_size[0] / self.original_size[0], self.resized_size[1] / self.original_size[1]], np.float32
-        )
+        scale = np.array(self.factors, np.float32)
         return ((points + 0.5) / scale - 0.5).astype(np.float32)
 
     def to_original_clipped(self, points: np.ndarray) -> np.ndarray:
@@ -58,14 +61,12 @@ class Letterbox:
 
     def to_model(self, points: np.ndarray) -> np.ndarray:
         """Original image pixel coordinates (N, 2) -> model-input pixel coordinates (N, 2)."""
-        scale = np.array(
-            [self.resized_size[0] / self.original_size[0], self.resized_size[1] / self.original_size[1]], np.float32
-        )
+        scale = np.array(self.factors, np.float32)
         return ((points + 0.5) * scale - 0.5).astype(np.float32)
 
     def to_model_matrix(self) -> np.ndarray:
         """``to_model`` as a float64 3x3 matrix on homogeneous points [x, y, 1]."""
-        sx, sy = (self.resized_size[i] / self.original_size[i] for i in range(2))
+        sx, sy = self.factors
         return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
     def inside(self, points: np.ndarray) -> np.ndarray:
