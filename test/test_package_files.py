@@ -1,10 +1,11 @@
 """The ROS 2 package around the code: package.xml, CMakeLists.txt, the message, the node
 entry point and the launch file, checked with real tools where they can run here.
 
-msg/MatchArray.msg goes through ROS 2's own IDL tools (Debian's python3-rosidl:
-rosidl_adapter converts it to IDL, rosidl_parser parses that). They install into the
-Debian system Python, so they run in a /usr/bin/python3 subprocess; the test skips when
-they are absent (apt-get install -y python3-rosidl python3-empy python3-lark).
+msg/MatchArray.msg goes through ROS 2's own IDL tools (rosidl_adapter converts it to IDL,
+rosidl_parser parses that), in a subprocess of the first interpreter that has them: this one
+(the ROS 2 venv of scripts/setup_ros2_venv.sh has them, from the ros-kilted-rosidl-* wheels),
+else Debian's /usr/bin/python3 (apt-get install python3-rosidl python3-empy python3-lark); the
+tests skip when neither has them.
 """
 
 from __future__ import annotations
@@ -204,17 +205,24 @@ print("JSON:" + json.dumps({"name": "/".join(message.structure.namespaced_type.n
 """
 
 
+def _python_with_rosidl() -> str | None:
+    """The first interpreter that imports ROS 2's IDL tools: this one, else Debian's."""
+    for python in (sys.executable, str(SYSTEM_PYTHON)):
+        if Path(python).exists() and subprocess.run([python, "-c", "import rosidl_adapter, rosidl_parser, em, lark"],
+                                                    capture_output=True, timeout=60).returncode == 0:
+            return python
+    return None
+
+
 @pytest.fixture(scope="module")
 def parsed_message(tmp_path_factory):
-    if not SYSTEM_PYTHON.exists():
-        pytest.skip("no /usr/bin/python3 with ROS 2's IDL tools (apt-get install python3-rosidl python3-empy python3-lark)")
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", "import rosidl_adapter, rosidl_parser, em, lark"],
-                           capture_output=True, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip("ROS 2's IDL tools are absent: apt-get install -y python3-rosidl python3-empy python3-lark")
+    python = _python_with_rosidl()
+    if python is None:
+        pytest.skip("ROS 2's IDL tools are absent: run the tests after `source .ros2/setup.bash` "
+                    "(bash scripts/setup_ros2_venv.sh), or apt-get install -y python3-rosidl python3-empy python3-lark")
     output = tmp_path_factory.mktemp("idl")
     completed = subprocess.run(
-        [str(SYSTEM_PYTHON), "-c", _ROSIDL_SCRIPT, str(REPO), str(output)],
+        [python, "-c", _ROSIDL_SCRIPT, str(REPO), str(output)],
         capture_output=True, text=True, timeout=120, env={"PATH": os.environ.get("PATH", "/usr/bin")},
     )
     assert completed.returncode == 0, completed.stderr
