@@ -22,7 +22,14 @@ import numpy as np
 
 from .errors import ImageError
 from .imageio import read_image
-from .matcher import Matcher, _Candidate
+from .matcher import STEP_TIMINGS, Matcher
+from .result import MatchResult
+
+MODEL_ALONE = {"lk_refinement": False, "rotation_search": False, "rewarp": False}
+"""Matcher options of the model-alone rows: no step after the model."""
+
+STAGES = ("model", *STEP_TIMINGS, "polish")
+"""Stages of ``MatchResult.timing_ms`` the bench reports for our methods (median ms)."""
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -35,25 +42,34 @@ class MethodTiming:
     total_ms: list[float] = field(default_factory=list)
     matches: list[int] = field(default_factory=list)
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    model_runs: list[int] = field(default_factory=list)
 
     def add(self, total_ms: float, matches: int) -> None:
         self.total_ms.append(total_ms)
         self.matches.append(matches)
 
-    def add_stages(self, **stages: float) -> None:
-        for stage, value in stages.items():
-            self.stages_ms.setdefault(stage, []).append(value)
+    def add_result(self, result: MatchResult) -> None:
+        """One pair of our matcher: its total time, matches, model runs and stage times."""
+        self.add(result.timing_ms["total"], len(result))
+        self.model_runs.append(result.model_runs)
+        for stage in STAGES:
+            self.stages_ms.setdefault(stage, []).append(result.timing_ms.get(stage, 0.0))
 
     def summary(self, reference_ms: float | None) -> dict:
         median = float(np.median(self.total_ms))
-        return {
+        row = {
             "median_ms": round(median, 3),
+            "p95_ms": round(float(np.percentile(self.total_ms, 95)), 3),
             "pairs_per_s": round(1000.0 / median, 2),
             "median_matches": int(np.median(self.matches)),
             "vs_reference": round(median / reference_ms, 3) if reference_ms else None,
             "stages_median_ms": {k: round(float(np.median(v)), 3) for k, v in self.stages_ms.items()},
             "samples": len(self.total_ms),
         }
+        if self.model_runs:
+            runs = np.asarray(self.model_runs)
+            row["model_runs"] = {"mean": round(float(runs.mean()), 3), "p95": float(np.percentile(runs, 95)), "max": int(runs.max())}
+        return row
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -166,12 +182,22 @@ def run_benchmark(
     warmup: int = 3,
     progress: bool = True,
     xfeat: bool = False,
+    threads: int | None = None,
 ) -> dict:
-    """Time every method on consecutive pairs of ``frames``; return a JSON-ready report."""
+    """Time every method on consecutive pairs of ``frames``; return a JSON-ready report.
+
+    ``threads=1`` runs everything on one core (ONNX Runtime and OpenCV): the stand-in for a
+    Jetson's slower ARM cores, where the steps after the model run on the CPU.
+    """
     from tqdm import tqdm
 
-    matcher = Matcher(model)
-    sequence = Matcher(model)
+    if threads is not None:
+        cv2.setNumThreads(threads)
+    options = {"threads": threads} if threads else {}
+    matcher = Matcher(model, **options)
+    sequence = Matcher(model, **options)
+    alone = Matcher(model, **MODEL_ALONE, **options)
+    alone_sequence = Matcher(model, **MODEL_ALONE, **options)
     backend = matcher.backend
     pairs = list(zip(frames[:-1], frames[1:]))
     baselines: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {}
@@ -186,19 +212,22 @@ def run_benchmark(
         for name, lighterglue in (("XFeat-4096 sparse", False), ("XFeat-4096 + LighterGlue", True)):
             method = xfeat_method(4096, lighterglue=lighterglue)
             baselines[name] = lambda image0, image1, method=method: len(method(image0, image1)[0])
-    timings = {name: MethodTiming(name) for name in ("coarse-loftr pair", "coarse-loftr sequence", *baselines)}
+    ours = {"coarse-loftr pair": matcher, "coarse-loftr sequence": sequence,
+            "model alone pair": alone, "model alone sequence": alone_sequence}
+    timings = {name: MethodTiming(name) for name in (*ours, *baselines)}
 
-    def run_pair_mode() -> None:
-        for image0, image1 in pairs:
-            result = matcher.match(image0, image1)
-            timings["coarse-loftr pair"].add(result.timing_ms["total"], len(result))
+    def run_ours(name: str) -> Callable[[], None]:
+        def run() -> None:
+            if name.endswith("sequence"):
+                ours[name].reset()
+                ours[name].match_next(frames[0])  # the first frame has no pair
+                for frame in frames[1:]:
+                    timings[name].add_result(ours[name].match_next(frame))
+            else:
+                for image0, image1 in pairs:
+                    timings[name].add_result(ours[name].match(image0, image1))
 
-    def run_sequence_mode() -> None:
-        sequence.reset()
-        sequence.match_next(frames[0])  # the first frame has no pair
-        for frame in frames[1:]:
-            result = sequence.match_next(frame)
-            timings["coarse-loftr sequence"].add(result.timing_ms["total"], len(result))
+        return run
 
     def run_baseline(name: str) -> Callable[[], None]:
         def run() -> None:
@@ -208,13 +237,10 @@ def run_benchmark(
 
         return run
 
-    def run_stages() -> None:  # not timed as a method: splits pair mode into its stages
-        for image0, image1 in pairs:
-            timings["coarse-loftr pair"].add_stages(**_pair_stages(matcher, backend, image0, image1))
-
-    runs = [run_pair_mode, run_sequence_mode, *(run_baseline(name) for name in baselines), run_stages]
+    runs = [*(run_ours(name) for name in ours), *(run_baseline(name) for name in baselines)]
     for image0, image1 in pairs[:warmup]:  # warm up sessions, caches and the allocator
-        matcher.match(image0, image1)
+        for ours_matcher in ours.values():
+            ours_matcher.match(image0, image1)
         for method in baselines.values():
             method(image0, image1)
     with tqdm(total=rounds * len(runs), desc="bench", unit="method", disable=not progress) as bar:
@@ -227,6 +253,7 @@ def run_benchmark(
     reference_ms = None
     if reference_model is not None:
         reference_ms = float(np.median(timings["reference (released ONNX + numpy)"].total_ms))
+    methods = {name: timing.summary(reference_ms) for name, timing in timings.items()}
     return {
         "frames": len(frames),
         "pairs": len(pairs),
@@ -238,25 +265,25 @@ def run_benchmark(
         if hasattr(backend, "session")
         else None,
         "cpu_count": os.cpu_count(),
-        "methods": {name: timing.summary(reference_ms) for name, timing in timings.items()},
+        "single_threaded": threads == 1,
+        "methods": methods,
+        "budget": budget_ratios(methods),
         "reference_note": None if reference_model else "reference model not found: pass --reference (../shared/weights/coarse_loftr_trt_student.onnx)",
     }
 
 
-def _pair_stages(matcher: Matcher, backend, image0: np.ndarray, image1: np.ndarray) -> dict[str, float]:
-    """Stage times of one pair through the two sequence graphs (when the model has them)."""
-    if not getattr(backend, "supports_features", False):
-        return {}
-    def prepare() -> tuple:
-        gray0, gray1 = matcher._grayscale(image0), matcher._grayscale(image1)
-        return gray0, gray1, matcher._prepare_gray(gray0), matcher._prepare_gray(gray1)
-
-    t_pre, (gray0, gray1, input0, input1) = _timed(prepare)
-    t_cnn, (f0, f1) = _timed(lambda: (backend.features(input0[0]), backend.features(input1[0])))
-    t_match, raw = _timed(backend.match_features, f0, f1)
-    # map_back: to original pixels and the LK polish (the upright pair; no rotation search)
-    t_map, _ = _timed(matcher._to_result, _Candidate(raw, input1[1], gray1), input0[1], input1[1], gray0)
-    return {"preprocess": t_pre, "cnn_both_images": t_cnn, "transformer_matching_extraction": t_match, "map_back": t_map}
+def budget_ratios(methods: dict[str, dict]) -> dict[str, float]:
+    """The ratios the speed budget is stated in, from one run's rows: each mode's median and p95
+    over the model alone's median in the same mode, and over ORB-2000's median (when timed)."""
+    ratios = {}
+    for mode in ("pair", "sequence"):
+        ours, alone = methods[f"coarse-loftr {mode}"], methods[f"model alone {mode}"]
+        ratios[f"{mode}_median_vs_model"] = round(ours["median_ms"] / alone["median_ms"], 3)
+        ratios[f"{mode}_p95_vs_model"] = round(ours["p95_ms"] / alone["median_ms"], 3)
+        orb = methods.get("ORB-2000 + BF cross-check")
+        if orb:
+            ratios[f"{mode}_median_vs_orb"] = round(ours["median_ms"] / orb["median_ms"], 3)
+    return ratios
 
 
 def format_table(report: dict) -> str:
@@ -264,14 +291,19 @@ def format_table(report: dict) -> str:
     lines = [
         f"{report['pairs']} pairs of {report['image_size'][0]}x{report['image_size'][1]} frames x {report['rounds']} rounds | "
         f"model {report['model']} on {report['backend']} | {report['cpu_count']} CPUs",
-        f"{'method':38s} {'ms/pair':>9s} {'pairs/s':>8s} {'matches':>8s} {'x ref':>7s}",
+        f"{'method':38s} {'ms/pair':>9s} {'p95 ms':>8s} {'pairs/s':>8s} {'matches':>8s} {'x ref':>7s} {'runs mean/p95/max':>18s}",
     ]
     for name, row in report["methods"].items():
         ratio = f"{row['vs_reference']:.2f}" if row["vs_reference"] is not None else "-"
-        lines.append(f"{name:38s} {row['median_ms']:9.1f} {row['pairs_per_s']:8.1f} {row['median_matches']:8d} {ratio:>7s}")
-    stages = report["methods"]["coarse-loftr pair"]["stages_median_ms"]
-    if stages:
-        lines.append("pair-mode stages (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        runs = row.get("model_runs")
+        runs_text = f"{runs['mean']:.2f}/{runs['p95']:.0f}/{runs['max']}" if runs else "-"
+        lines.append(f"{name:38s} {row['median_ms']:9.1f} {row['p95_ms']:8.1f} {row['pairs_per_s']:8.1f} {row['median_matches']:8d} {ratio:>7s} {runs_text:>18s}")
+    for name in ("coarse-loftr pair", "coarse-loftr sequence"):
+        stages = report["methods"][name]["stages_median_ms"]
+        lines.append(f"{name} stages (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    lines.append("budget (ratios in this run): " + ", ".join(f"{k} {v:.2f}" for k, v in report["budget"].items()))
+    if report.get("single_threaded"):
+        lines.append("single-threaded: ONNX Runtime threads=1, cv2.setNumThreads(1)")
     if report.get("peak_rss_mb"):
         lines.append(f"peak RSS of `coarse-loftr match`: {report['peak_rss_mb']:.0f} MB")
     if report.get("reference_note"):

@@ -1,11 +1,10 @@
 """``Matcher``: two images in, correspondences in original pixel coordinates out.
 
-The path is plain: preprocess (grayscale, letterbox into the model input) -> backend ->
-(only when the upright pair matched weakly: the rotation and scale search, ``rotation_search``) ->
-(only when the pair still matches below ``REWARP_MATCH_SCORE``, or in a searched view, and its
-matches agree on a homography far from a shift: image 1 warped onto image 0 by it and matched
-again, ``rewarp``) -> drop matches on the padding, map back to original pixels -> sub-pixel
-polish with Lucas-Kanade (``lk_refinement``) -> runtime threshold and cap.
+The path is plain: preprocess (grayscale, letterbox into the model input) -> the model runs of
+the pair (``steps``: the upright view, and only when it matches weakly the predicted rotation,
+the rewarp and the rotation and scale search, at most ``max_model_runs`` runs in all) -> drop
+matches on the padding, map back to original pixels -> runtime threshold and cap -> sub-pixel
+polish with Lucas-Kanade (``lk_refinement``) of the matches returned.
 """
 
 from __future__ import annotations
@@ -22,11 +21,17 @@ from .backends import create_backend
 from .backends.base import Backend, RawMatches
 from .errors import ImageError
 from .lk_refinement import LKRefinement
-from .options import check_max_matches, check_threshold
+from .options import check_max_matches, check_max_model_runs, check_threshold
 from .preprocess import Letterbox, check_size, to_grayscale, to_model_input
 from .result import MatchResult
-from .rewarp import REWARP_DISTORTION, REWARP_MATCH_SCORE, REWARP_RANSAC_CELLS, distortion, fit_homography, warp_onto
-from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, map_points, match_score, rotate_image
+from .rotation_search import map_points, match_score
+from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, as_homography
+
+STEP_TIMINGS = ("prior", "search", "rewarp")
+"""Steps whose own work (warps, fits, predictions; not their model runs) ``timing_ms`` reports."""
+
+DEFAULT_MAX_MODEL_RUNS = 3
+"""Model runs a pair may cost with the defaults: the upright view and two more (``steps``)."""
 
 
 @dataclass(frozen=True)
@@ -44,20 +49,6 @@ class FrameFeatures:
     data: np.ndarray
     letterbox: Letterbox
     image: np.ndarray
-
-
-@dataclass
-class _Candidate:
-    """One model run on a pair: image 1 as given, or a view of it (turned or scaled by the
-    search, or rewarped onto image 0); ``image1`` is what the model saw as image 1."""
-
-    raw: RawMatches
-    letterbox1: Letterbox
-    image1: np.ndarray
-    angle: float = 0.0
-    to_image1: np.ndarray | None = None  # 2x3 affine or 3x3 homography: warped image 1 -> image 1 pixels
-    scale: float = 1.0
-    rewarped: bool = False
 
 
 class Matcher:
@@ -80,6 +71,12 @@ class Matcher:
         rewarp: when a pair matches weakly (or in a view the search found) and its matches
             agree on a homography far from a shift (perspective, zoom, rotation), warp image 1
             onto image 0 by it, match again and keep the better of the two (``rewarp`` module).
+        max_model_runs: the most model runs one pair may cost, a whole number >= 1 (1: the
+            upright view only, no search and no rewarp). The steps spend it in the order of
+            ``steps``: the motion prior, the upright view, the predicted rotation, the rewarp,
+            the fixed angles and scales of the search.
+        motion_prior: in sequence mode, try the view the previous pair was matched in (turned,
+            scaled or rewarped) before the upright one (``steps.MotionPrior``).
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -98,6 +95,8 @@ class Matcher:
         lk_refinement: bool | LKRefinement = True,
         rotation_search: bool = True,
         rewarp: bool = True,
+        max_model_runs: int = DEFAULT_MAX_MODEL_RUNS,
+        motion_prior: bool = True,
         **backend_options,
     ) -> None:
         # Checked before the model is opened: a bad value fails fast, with one line.
@@ -106,11 +105,14 @@ class Matcher:
         self.lk_refinement = lk_refinement
         self.rotation_search = bool(rotation_search)
         self.rewarp = bool(rewarp)
+        self.max_model_runs = max_model_runs
+        self.motion_prior = bool(motion_prior)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         width, height = self.backend.input_size
         self.grid_size = (width // self.backend.stride, height // self.backend.stride)
         self._previous: FrameFeatures | None = None
+        self._prior: np.ndarray | None = None  # sequence mode: the previous pair's view transform (3x3)
         stride = self.backend.stride
         columns = self.grid_size[0]
         cells = np.arange(self.grid_size[0] * self.grid_size[1])
@@ -134,6 +136,28 @@ class Matcher:
     @max_matches.setter
     def max_matches(self, value: int | None) -> None:
         self._max_matches = check_max_matches(value)
+
+    @property
+    def max_model_runs(self) -> int:
+        """The most model runs one pair may cost (>= 1)."""
+        return self._max_model_runs
+
+    @max_model_runs.setter
+    def max_model_runs(self, value: int) -> None:
+        self._max_model_runs = check_max_model_runs(value)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps that spend a pair's model runs, in order (``steps`` module)."""
+        steps: list[Step] = [MotionPrior()] if self.motion_prior and (self.rotation_search or self.rewarp) else []
+        steps.append(Upright())
+        if self.rotation_search:
+            steps.append(PredictedRotation())
+        if self.rewarp:
+            steps.append(Rewarp())
+        if self.rotation_search:
+            steps.append(RotationSearch())
+        return tuple(steps)
 
     @property
     def lk_refinement(self) -> LKRefinement | None:
@@ -181,7 +205,7 @@ class Matcher:
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared)
+        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True)
 
     def extract(self, image: np.ndarray) -> FrameFeatures:
         """Compute what matching needs of one image once, to match it many times (a keyframe).
@@ -197,8 +221,9 @@ class Matcher:
         return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start)
 
     def reset(self) -> None:
-        """Forget the previous frame of sequence mode."""
+        """Forget the previous frame of sequence mode (and the view its pair was matched in)."""
         self._previous = None
+        self._prior = None
 
     # ------------------------------------------------------------------ the steps
 
@@ -236,100 +261,91 @@ class Matcher:
         image1: np.ndarray,
         start: float,
         prepared: float,
+        sequence: bool = False,
     ) -> MatchResult:
-        best = _Candidate(*run(image1), image1)
-        given_box1 = best.letterbox1  # the given image 1's placement (a view's may differ: the rewarp's has image 0's size)
-        best_score = self._score(best, box0)
-        if self.rotation_search and best_score < WEAK_MATCH_SCORE:
-            views = [(angle, 1.0) for angle in SEARCH_ANGLES]
-            views += [(None, scale) for scale in SEARCH_SCALES]  # None: the best angle so far
-            for angle, scale in views:
-                angle = best.angle if angle is None else angle
-                warped, to_image1 = rotate_image(image1, angle, scale)
-                candidate = _Candidate(*run(warped), warped, angle, to_image1, scale)
-                score = self._score(candidate, box0)
-                if score > best_score:
-                    best, best_score = candidate, score
-        if self.rewarp and (best_score < REWARP_MATCH_SCORE or best.to_image1 is not None):  # a searched view is coarse
-            candidate = self._rewarped(run, best, box0, image1)
-            if candidate is not None and self._score(candidate, box0) > best_score:
-                best = candidate
+        pair = PairSearch(
+            image0, box0, image1, run,
+            score=lambda raw, box1: self._score(raw, box0, box1),
+            model_points=lambda candidate: self._model_points(candidate, box0),
+            stride=self.backend.stride,
+            budget=self.max_model_runs,
+            prior=self._prior if sequence else None,
+        )
+        best = pair.run_steps(self.steps)
+        given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ
+        if sequence:
+            self._prior = None if best.view.to_image1 is None else as_homography(best.view.to_image1)
         inferred = time.perf_counter()
         result = self._to_result(best, box0, given_box1, image0)
-        result.rotation_deg, result.scale, result.rewarped = best.angle, best.scale, best.rewarped
+        result.rotation_deg, result.scale, result.rewarped = best.view.angle, best.view.scale, best.view.rewarped
+        result.model_runs = pair.runs
         done = time.perf_counter()
         result.timing_ms = {
             "preprocess": (prepared - start) * 1e3,
             "inference": (inferred - prepared) * 1e3,
             "postprocess": (done - inferred) * 1e3,
             "total": (done - start) * 1e3,
+            "model": pair.model_ms,
+            **{name: pair.step_ms.get(name, 0.0) for name in STEP_TIMINGS},
+            "polish": result.timing_ms.get("polish", 0.0),
         }
         return result
 
-    def _rewarped(
-        self, run: Callable[[np.ndarray], tuple[RawMatches, Letterbox]], best: _Candidate, box0: Letterbox, image1: np.ndarray
-    ) -> _Candidate | None:
-        """The pair matched again with the given ``image1`` warped onto image 0 by the homography
-        ``best``'s matches agree on; None when they agree on none or ``best``'s view of image 1 is
-        already close to a shift of image 0."""
-        # Fitted in model-input pixels, as the model saw the pair: a difference of resolution alone
-        # is no distortion.
-        on_images = self._on_images(best.raw, box0, best.letterbox1)
-        fitted = fit_homography(best.raw.keypoints0[on_images], best.raw.keypoints1[on_images], REWARP_RANSAC_CELLS * self.backend.stride)
-        if fitted is None or distortion(fitted, box0.resized_size) <= REWARP_DISTORTION:
-            return None
-        # In original pixels: image 0 -> model input 0 -> model input 1 -> best's view of image 1.
-        homography = np.linalg.inv(best.letterbox1.to_model_matrix()) @ fitted @ box0.to_model_matrix()
-        if best.to_image1 is not None:  # image 0 -> best's view -> the given image 1, warped once
-            homography = (best.to_image1 if best.to_image1.shape == (3, 3) else np.vstack([best.to_image1, [0.0, 0.0, 1.0]])) @ homography
-        warped = warp_onto(image1, homography, box0.original_size)
-        return _Candidate(*run(warped), warped, best.angle, homography, best.scale, rewarped=True)
+    def _model_points(self, candidate: Candidate, box0: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+        """A candidate's matched points that lie on both images, in model-input pixels."""
+        on_images = self._on_images(candidate.raw, box0, candidate.letterbox1)
+        return candidate.raw.keypoints0[on_images], candidate.raw.keypoints1[on_images]
 
     def _on_images(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> np.ndarray:
         """Bool mask of the matches whose cells lie on both images, not on the padding."""
         return box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
 
-    def _score(self, candidate: _Candidate, box0: Letterbox) -> float:
+    def _score(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> float:
         stride = self.backend.stride
-        cells = min(math.ceil(w / stride) * math.ceil(h / stride) for w, h in (box0.resized_size, candidate.letterbox1.resized_size))
-        return match_score(candidate.raw.confidence[self._on_images(candidate.raw, box0, candidate.letterbox1)], cells)
+        cells = min(math.ceil(w / stride) * math.ceil(h / stride) for w, h in (box0.resized_size, box1.resized_size))
+        return match_score(raw.confidence[self._on_images(raw, box0, box1)], cells)
 
-    def _to_result(self, best: _Candidate, box0: Letterbox, box1: Letterbox, image0: np.ndarray) -> MatchResult:
-        """Matches on the images, in original pixels, polished, mapped back, thresholded, capped.
+    def _to_result(self, best: Candidate, box0: Letterbox, box1: Letterbox, image0: np.ndarray) -> MatchResult:
+        """Matches on the images, in original pixels, thresholded, capped, polished, mapped back.
 
         ``best`` is the model run kept: image 1 as given, or a view of it (turned, scaled or
-        rewarped) with ``best.to_image1`` the transform back to the given image 1, whose
-        placement in the model input is ``box1``.
+        rewarped) with ``best.view.to_image1`` the transform back to the given image 1, whose
+        placement in the model input is ``box1``. The threshold and the cap apply first, so the
+        polish works only on the matches that can be returned.
         """
-        raw, view_box = best.raw, best.letterbox1
+        raw, view, view_box = best.raw, best.view, best.letterbox1
         index = np.flatnonzero(self._on_images(raw, box0, view_box))
+        if self.threshold is not None:
+            index = index[raw.confidence[index] >= self.threshold]
+        index = index[: self.max_matches or None]  # 0 and None: no cap; the model's order is by confidence
         keypoints0 = box0.to_original_clipped(raw.keypoints0[index])
         keypoints1 = view_box.to_original_clipped(raw.keypoints1[index])
         cells1 = raw.cells1[index]
+        polish_ms = 0.0
         if self.lk_refinement is not None:
-            keypoints1, keep = self.lk_refinement(image0, best.image1, keypoints0, keypoints1, min(box0.scale, view_box.scale))
+            polish_start = time.perf_counter()
+            keypoints1, keep = self.lk_refinement(image0, view.image, keypoints0, keypoints1, min(box0.scale, view_box.scale))
             index, keypoints0, keypoints1, cells1 = index[keep], keypoints0[keep], keypoints1[keep], cells1[keep]
-        if best.to_image1 is not None:
+            polish_ms = (time.perf_counter() - polish_start) * 1e3
+        if view.to_image1 is not None:
             # Back to the given image 1; its cell is the one of its own grid the point lies in.
-            keypoints1 = map_points(best.to_image1, keypoints1)
+            keypoints1 = map_points(view.to_image1, keypoints1)
             width, height = box1.original_size
             on_image = (keypoints1[:, 0] >= 0) & (keypoints1[:, 1] >= 0) & (keypoints1[:, 0] <= width - 1) & (keypoints1[:, 1] <= height - 1)
             index, keypoints0, keypoints1 = index[on_image], keypoints0[on_image], keypoints1[on_image]
             cells1 = self._cells_of(box1.to_model(keypoints1))
-        confidence = raw.confidence[index]
-        keep = np.ones(len(index), bool) if self.threshold is None else confidence >= self.threshold
-        chosen = np.flatnonzero(keep)[: self.max_matches or None]  # 0 and None: no cap
         return MatchResult(
-            keypoints0=keypoints0[chosen],
-            keypoints1=keypoints1[chosen],
-            confidence=confidence[chosen],
-            cells0=raw.cells0[index][chosen],
-            cells1=cells1[chosen].astype(np.int32),
+            keypoints0=keypoints0,
+            keypoints1=keypoints1,
+            confidence=raw.confidence[index],
+            cells0=raw.cells0[index],
+            cells1=cells1.astype(np.int32),
             image0_size=box0.original_size,
             image1_size=box1.original_size,
             grid_size=self.grid_size,
             backend=self.backend.name,
             model=self.model_name,
+            timing_ms={"polish": polish_ms},
         )
 
     def _cells_of(self, points: np.ndarray) -> np.ndarray:

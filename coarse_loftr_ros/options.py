@@ -54,6 +54,13 @@ def check_max_matches(value: object, name: str = "max_matches") -> int | None:
     return number
 
 
+def check_max_model_runs(value: object, name: str = "max_model_runs") -> int:
+    """``value`` as an int >= 1 (the most model runs one pair may cost); OptionError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise OptionError(f"{name} must be a whole number >= 1 (model runs per pair; 1: no search and no rewarp), got {value!r}")
+    return int(value)
+
+
 def _argparse_type(check, parse, name: str):
     def convert(text: str):
         try:
@@ -73,6 +80,8 @@ threshold_arg = _argparse_type(check_threshold, float, "threshold")
 """argparse ``type=`` for ``--threshold``."""
 max_matches_arg = _argparse_type(check_max_matches, int, "max_matches")
 """argparse ``type=`` for ``--max-matches``."""
+max_model_runs_arg = _argparse_type(check_max_model_runs, int, "max_model_runs")
+"""argparse ``type=`` for ``--max-model-runs``."""
 
 
 def positive_int_arg(text: str) -> int:
@@ -164,14 +173,19 @@ def write_image_atomically(path: Path, image, option: str = "--overlay") -> None
 
 def add_matching_arguments(parser) -> None:
     """The Matcher's options on a command line: ``--threshold``, ``--max-matches`` and its two
-    optional steps, ``--no-lk-refinement``, ``--no-rotation-search`` and ``--no-rewarp``."""
+    optional steps, ``--no-lk-refinement``, ``--no-rotation-search`` and ``--no-rewarp``, and
+    the budget ``--max-model-runs``."""
     parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
-                        help="keep at most N matches per pair, the most confident (default and 0: all)")
+                        help="keep at most N matches per pair, the most confident (default and 0: all the model "
+                             "returns, which is at most its top-k: 1024 for the shipped model)")
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",
                         help="match upright only: never try image 1 turned (+-30/+-60 deg) or scaled (0.6/1.6) on a weak pair")
     parser.add_argument("--no-rewarp", dest="rewarp", action="store_false",
                         help="match once: never match again with image 1 warped onto image 0 by the first match's homography")
+    parser.add_argument("--max-model-runs", type=max_model_runs_arg, default=3, metavar="N",
+                        help="the most model runs one pair may cost (default 3: the upright view and two of the "
+                             "predicted rotation, the rewarp and the search; 1: upright only)")

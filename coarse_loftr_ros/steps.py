@@ -1,0 +1,263 @@
+"""The model runs of one pair, as data: each step proposes a view of image 1 to match, and
+``Matcher`` spends the pair's budget of model runs on the proposals in the order of its steps.
+
+A *view* is image 1 as given, or warped (turned, scaled, or rewarped onto image 0) with the
+transform back to the given image 1. Every step has one interface, ``propose(pair) -> View |
+None``: what it needs is the ``PairSearch`` (the images, the candidates so far, the best one and
+its score); what it costs is one model run per view it proposes; what it returns is the view.
+The loop in ``PairSearch.run_steps`` asks the steps in order and runs the first proposal, again
+and again, until no step proposes or the budget (``Matcher(max_model_runs=...)``) is spent, so
+the order of the steps is the order in which they spend the budget:
+
+1. ``MotionPrior`` (sequence mode): the view the previous pair was matched in, first, because
+   consecutive frames move smoothly;
+2. ``Upright``: image 1 as given;
+3. ``PredictedRotation``: when the best view matches weakly, image 1 turned by the in-plane
+   angle its gradient orientations suggest (``rotation_search.predict_rotation``: about 1 ms);
+4. ``Rewarp``: when the best view still matches below ``REWARP_MATCH_SCORE`` (or was turned or
+   scaled by the search), image 1 warped onto image 0 by the homography the best view's matches agree on;
+5. ``RotationSearch``: when the best view still matches weakly, the fixed angles (nearest the
+   predicted angle first) and then the scales of ``rotation_search``; the scales first when no
+   turn is predicted.
+
+The Lucas-Kanade polish runs after the model runs, on the best view only (``lk_refinement``); it
+costs no model run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .backends.base import RawMatches
+from .preprocess import Letterbox
+from .rewarp import REWARP_DISTORTION, REWARP_MATCH_SCORE, REWARP_RANSAC_CELLS, distortion, fit_homography, warp_onto
+from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, predict_rotation, rotate_image
+
+PREDICTED_ANGLE_MIN = 15.0
+"""``PredictedRotation`` proposes a turn only when the predicted angle is at least this many
+degrees: the model itself tolerates about 25."""
+
+
+@dataclass(frozen=True)
+class View:
+    """Image 1 as the model sees it in one run.
+
+    Attributes:
+        image: uint8 HxW, image 1 or a warp of it.
+        to_image1: None for the given image 1, else the 2x3 affine or 3x3 homography that maps
+            pixels of ``image`` to pixels of the given image 1.
+        angle: degrees (counter-clockwise on the screen) by which image 1 was turned.
+        scale: factor by which image 1 was scaled about its centre.
+        rewarped: warped onto image 0 by a homography (``Rewarp`` or ``MotionPrior``).
+        key: what identifies the view among a pair's candidates (no view is matched twice).
+    """
+
+    image: np.ndarray
+    to_image1: np.ndarray | None = None
+    angle: float = 0.0
+    scale: float = 1.0
+    rewarped: bool = False
+    key: tuple = ("upright",)
+
+
+@dataclass
+class Candidate:
+    """One model run on a pair: the view and what the model found in it."""
+
+    raw: RawMatches
+    letterbox1: Letterbox  # the view's placement in the model input
+    view: View
+    score: float = 0.0
+    step: str = ""
+
+
+class Step(Protocol):
+    """A step that may spend model runs on a pair."""
+
+    name: str
+
+    def propose(self, pair: "PairSearch") -> View | None:
+        """The next view to match (one model run), or None when this step has nothing (more)."""
+
+
+@dataclass
+class PairSearch:
+    """The model runs of one pair and what the steps need to choose the next.
+
+    ``run`` matches image 0 against a view's image (one model run); ``score`` rates a candidate
+    (``rotation_search.match_score`` on the matches that lie on both images); ``model_points``
+    gives a candidate's matched points on both images in model-input pixels.
+    """
+
+    image0: np.ndarray
+    box0: Letterbox
+    image1: np.ndarray
+    run: Callable[[np.ndarray], tuple[RawMatches, Letterbox]]
+    score: Callable[[RawMatches, Letterbox], float]
+    model_points: Callable[[Candidate], tuple[np.ndarray, np.ndarray]]
+    stride: int
+    budget: int
+    prior: np.ndarray | None = None  # 3x3, the previous pair's view transform (sequence mode)
+    candidates: list[Candidate] = field(default_factory=list)
+    best: Candidate | None = None
+    notes: dict = field(default_factory=dict)  # per-pair memory of the steps (what was tried)
+    model_ms: float = 0.0
+    step_ms: dict[str, float] = field(default_factory=dict)
+    step_runs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def best_score(self) -> float:
+        return self.best.score if self.best is not None else -1.0
+
+    @property
+    def runs(self) -> int:
+        return len(self.candidates)
+
+    def tried(self, key: tuple) -> bool:
+        return any(c.view.key == key for c in self.candidates)
+
+    def run_steps(self, steps: tuple[Step, ...]) -> Candidate:
+        """Spend the budget on the steps' proposals, in the order of ``steps``; the best candidate."""
+        while self.runs < self.budget:
+            for step in steps:
+                start = time.perf_counter()
+                view = step.propose(self)
+                if view is not None and not self.tried(view.key):
+                    self._try(step.name, view, start)
+                    break
+                self._charge(step.name, start)
+            else:
+                break
+        if self.best is None:  # every step declined (all off): the given image 1
+            self._try("upright", View(self.image1), time.perf_counter())
+        return self.best
+
+    def _try(self, name: str, view: View, start: float) -> None:
+        before = time.perf_counter()
+        raw, box = self.run(view.image)
+        ran = time.perf_counter()
+        self.model_ms += (ran - before) * 1e3
+        candidate = Candidate(raw, box, view, self.score(raw, box), name)
+        self.candidates.append(candidate)
+        if self.best is None or candidate.score > self.best.score:
+            self.best = candidate
+        self.step_runs[name] = self.step_runs.get(name, 0) + 1
+        self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (time.perf_counter() - ran) * 1e3
+
+    def _charge(self, name: str, start: float) -> None:
+        self.step_ms[name] = self.step_ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+
+def as_homography(transform: np.ndarray) -> np.ndarray:
+    """A 2x3 affine or 3x3 homography as a float64 3x3 homography."""
+    transform = np.asarray(transform, np.float64)
+    return transform if transform.shape == (3, 3) else np.vstack([transform, [0.0, 0.0, 1.0]])
+
+
+class MotionPrior:
+    """Sequence mode: the previous pair's view of image 1, tried before the upright one.
+
+    Consecutive frames move smoothly: when the previous pair was matched turned, scaled or
+    rewarped, the same transform (image 0 -> view, applied to the new image 1) is the likeliest
+    view of this pair. Proposes only as the pair's first run, and only with a prior."""
+
+    name = "prior"
+
+    def propose(self, pair: PairSearch) -> View | None:
+        if pair.runs or pair.prior is None:
+            return None
+        width, height = pair.box0.original_size
+        return View(warp_onto(pair.image1, pair.prior, (width, height)), pair.prior, rewarped=True, key=("prior",))
+
+
+class Upright:
+    """Image 1 as given: the first run of every pair without a prior, else when the prior's view
+    matched weakly."""
+
+    name = "upright"
+
+    def propose(self, pair: PairSearch) -> View | None:
+        if pair.runs and pair.best_score >= WEAK_MATCH_SCORE:
+            return None
+        return View(pair.image1)
+
+
+class PredictedRotation:
+    """When the best view matches weakly: image 1 turned by the angle that its gradient
+    orientations predict (at least ``PREDICTED_ANGLE_MIN`` degrees)."""
+
+    name = "search"
+
+    def propose(self, pair: PairSearch) -> View | None:
+        if pair.best_score >= WEAK_MATCH_SCORE:
+            return None
+        angle = _predicted_angle(pair)
+        if abs(angle) < PREDICTED_ANGLE_MIN:
+            return None
+        image, to_image1 = rotate_image(pair.image1, angle)
+        return View(image, to_image1, angle, key=("turn", round(angle, 1), 1.0))
+
+
+class RotationSearch:
+    """When the best view still matches weakly: the fixed ``SEARCH_ANGLES`` (nearest the
+    predicted angle first), then ``SEARCH_SCALES`` at the best view's angle; when no turn is
+    predicted, the scales (upright) first."""
+
+    name = "search"
+
+    def propose(self, pair: PairSearch) -> View | None:
+        if pair.best_score >= WEAK_MATCH_SCORE:
+            return None
+        predicted = _predicted_angle(pair)
+        angles = sorted(SEARCH_ANGLES, key=lambda angle: abs((angle - predicted + 180.0) % 360.0 - 180.0))
+        turns = [(angle, 1.0) for angle in angles]
+        if abs(predicted) < PREDICTED_ANGLE_MIN:  # no turn predicted: a change of scale is likelier
+            views = [(0.0, scale) for scale in SEARCH_SCALES] + turns
+        else:
+            views = turns + [(pair.best.view.angle, scale) for scale in SEARCH_SCALES]
+        for angle, scale in views:
+            key = ("turn", round(angle, 1), scale)
+            if not pair.tried(key):
+                image, to_image1 = rotate_image(pair.image1, angle, scale)
+                return View(image, to_image1, angle, scale, key=key)
+        return None
+
+
+class Rewarp:
+    """When the best view matches below ``REWARP_MATCH_SCORE``, or is a turned or scaled view
+    (whose steps are coarse): image 1 warped onto image 0 by the homography the best view's matches agree on
+    (``rewarp`` module). Each candidate is used for a fit once."""
+
+    name = "rewarp"
+
+    def propose(self, pair: PairSearch) -> View | None:
+        best = pair.best
+        coarse_view = best is not None and best.view.to_image1 is not None and not best.view.rewarped
+        if best is None or (best.score >= REWARP_MATCH_SCORE and not coarse_view):
+            return None
+        fitted_from = pair.notes.setdefault("rewarp_fitted", set())
+        if id(best) in fitted_from:
+            return None
+        fitted_from.add(id(best))
+        # Fitted in model-input pixels, as the model saw the pair: a difference of resolution
+        # alone is no distortion.
+        points0, points1 = pair.model_points(best)
+        fitted = fit_homography(points0, points1, REWARP_RANSAC_CELLS * pair.stride)
+        if fitted is None or distortion(fitted, pair.box0.resized_size) <= REWARP_DISTORTION:
+            return None
+        # In original pixels: image 0 -> model input 0 -> model input 1 -> best's view -> image 1.
+        homography = np.linalg.inv(best.letterbox1.to_model_matrix()) @ fitted @ pair.box0.to_model_matrix()
+        if best.view.to_image1 is not None:
+            homography = as_homography(best.view.to_image1) @ homography
+        warped = warp_onto(pair.image1, homography, pair.box0.original_size)
+        return View(warped, homography, best.view.angle, best.view.scale, rewarped=True, key=("rewarp", len(pair.candidates)))
+
+
+def _predicted_angle(pair: PairSearch) -> float:
+    if "predicted_angle" not in pair.notes:
+        pair.notes["predicted_angle"] = predict_rotation(pair.image0, pair.image1)
+    return pair.notes["predicted_angle"]
