@@ -510,44 +510,61 @@ def test_the_feeder_plays_a_rosbag2_with_its_recorded_stamps(live, frames, tmp_p
 
 
 @pytest.mark.slow
-def test_a_30_hz_flood_drops_stale_pairs_with_bounded_latency_and_flat_memory(live, frames, tmp_path):
+def test_a_30_hz_flood_drops_stale_pairs_without_queueing_and_with_flat_memory(live, frames, tmp_path):
     """3000 stereo pairs at 30 Hz, faster than the node matches pairs on a small CPU: the node
-    keeps up by dropping stale pairs (counted), the latency stays bounded and the memory flat.
-    The bounds are generous on purpose; scripts/node_throughput.py measures the figures."""
-    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "threads:=1")  # sensor-data QoS
-    latencies: list[float] = []
+    keeps up by dropping stale pairs (counted) instead of queueing them, and its memory stays flat.
 
-    def on_match(msg) -> None:
-        sent = msg.header1.stamp.sec + msg.header1.stamp.nanosec * 1e-9
-        latencies.append(time.time() - sent)
-
-    matches, _ = driver.collect(MatchArray, "/matcher/matches", on_message=on_match)
+    What is asserted is what the node promises, never a rate, a delivery share or a latency bound
+    (those depend on the machine's load; scripts/node_throughput.py measures them): every image
+    that arrived is accounted for (paired, dropped unpaired, or still waiting for a partner),
+    every pair formed is matched, dropped as stale or still waiting (at most one: no queue), and
+    the pairs published come in the order they were taken (no backlog served late)."""
+    sync_queue_size = 5
+    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "threads:=1",
+                        "-p", f"sync_queue_size:={sync_queue_size}")  # sensor-data QoS
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
     diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
     left = _frame_folder(tmp_path, "left", frames[:8])
     right = _frame_folder(tmp_path, "right", frames[1:8] + frames[:1])
     total = 3000
+    feed_started = time.time()
     feeder = _feeder(tmp_path, node.domain_id, str(left), "--topic", "/image0", "--right", str(right),
                      "--right-topic", "/image1", "--mono", "--rate", "30", "--count", str(total), "--loop", "--wait", "30")
     rss = []
     while feeder.poll() is None:
         rss.append(node.rss_mb())
         time.sleep(5.0)
-    time.sleep(3.0)
-    rss.append(node.rss_mb())
+    feed_ended = time.time()
     log = (tmp_path / "feeder.log").read_text()
     assert feeder.returncode == 0 and f"published {total} pairs" in log, log
-    rate = float(log.split("(")[-1].split(" Hz")[0])
-    assert rate > 25, f"the feeder itself could not publish at 30 Hz: {log}"
-
+    # Quiet: the node finishes the pair in hand and the one waiting, then publishes nothing more.
+    previous = -1
+    while previous != len(matches):
+        previous = len(matches)
+        time.sleep(3.0)
+    rss.append(node.rss_mb())
+    diagnostics.clear()
+    _wait_count(driver, diagnostics, 1, what="diagnostics")
     values = _values(_statuses(diagnostics)[-1])
-    images, pairs = int(values["images total"]), int(values["inputs total"])
-    processed, dropped = int(values["processed total"]), int(values["dropped stale total"])
-    assert images > 0.8 * 2 * total, values  # best effort on loopback: most frames arrive
-    assert processed > 300, values  # it keeps matching under the flood
-    assert dropped > 0 and processed + dropped <= pairs <= processed + dropped + 1, values  # every pair accounted for
-    assert len(matches) > 0.9 * processed
-    late = sorted(latencies)[int(0.95 * len(latencies))]
-    assert late < 3.0, f"latency p95 {late:.2f} s"  # one inference plus one waiting pair, with room to spare
+    images, unpaired = int(values["images total"]), int(values["unpaired images dropped total"])
+    pairs, processed, dropped = int(values["inputs total"]), int(values["processed total"]), int(values["dropped stale total"])
+
+    assert 0 < images <= 2 * total, values
+    # Every image that arrived: in a pair, dropped without partner, or still waiting for one.
+    assert 2 * pairs + unpaired <= images <= 2 * pairs + unpaired + 2 * sync_queue_size, values
+    # Every pair: matched and published, or replaced by a newer one (counted); none left over
+    # once the input stopped, so nothing queued.
+    assert processed > 0 and dropped > 0, values  # it matches under the flood, and drops instead of queueing
+    assert processed + dropped == pairs, values
+    assert int(values["bad messages total"]) == 0 and int(values["failures total"]) == 0, values
+    # Each MatchArray published is of a newer pair than every one before it.
+    stamps = [(m.header1.stamp.sec, m.header1.stamp.nanosec) for _, m in matches]
+    assert stamps == sorted(set(stamps)), "a pair was published after a newer one"
+    assert all(m.header0.stamp == m.header1.stamp for _, m in matches)  # exact sync
+    # Matching went on through the flood, not only at its start: pairs taken in its second half
+    # (the feeder stamps with this machine's clock) were matched too.
+    middle = (feed_started + feed_ended) / 2
+    assert any(sec + nanosec * 1e-9 > middle for sec, nanosec in stamps), "no pair of the flood's second half matched"
     warm = np.median(rss[1:4])  # after the first few hundred pairs (allocator and model warm-up)
     assert rss[-1] - warm < 60, f"RSS grew from {warm:.0f} MB to {rss[-1]:.0f} MB: {rss}"
     assert node.process.poll() is None
