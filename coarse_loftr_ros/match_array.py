@@ -2,19 +2,22 @@
 
 Public API:
 
-- ``match_array_fields(result, header0, header1, latency_ms=0.0, arrays="array") -> dict``:
-  the message fields by name, ready for ``MatchArray(**fields)``. With ``arrays="array"``
+- ``match_array_fields(result, header0, header1, latency_ms=0.0, arrays="array",
+  camera_info0=None, camera_info1=None) -> dict``: the message fields by name, ready for
+  ``MatchArray(**fields)``; the two ``sensor_msgs/CameraInfo`` objects are passed through (the
+  caller makes a default, all-zero one where there is no calibration: rclpy refuses ``None``). With ``arrays="array"``
   (rclpy) the float32 / int32 arrays are ``array.array('f')`` / ``array.array('i')``
   (rclpy on Humble rejects numpy arrays for these fields); with ``arrays="numpy"``
   (``rosbags``) they are numpy arrays.
 - ``result_from_match_array(msg) -> MatchResult``: the reverse, for consumers and tests.
 - ``match_array_definition() -> str``: the text of ``msg/MatchArray.msg``.
 - ``match_array_typestore(distro="humble")``: a ``rosbags`` typestore of that ROS 2
-  distribution with ``coarse_loftr_ros/msg/MatchArray`` registered from the .msg file,
-  for real CDR (de)serialisation and rosbag2 files without ROS.
-- ``rosbags_header(typestore, stamp_ns, frame_id)`` and
-  ``rosbags_match_array(typestore, result, header0, header1, latency_ms=0.0)``: build
-  rosbags message objects.
+  distribution (which has ``sensor_msgs/msg/CameraInfo``) with ``coarse_loftr_ros/msg/MatchArray``
+  registered from the .msg file, for real CDR (de)serialisation and rosbag2 files without ROS.
+- ``rosbags_header(typestore, stamp_ns, frame_id)``, ``rosbags_camera_info(typestore, header=None,
+  camera=None)`` (a ``PinholeCamera``; ``None``: the default, all-zero CameraInfo) and
+  ``rosbags_match_array(typestore, result, header0, header1, latency_ms=0.0, camera_info0=None,
+  camera_info1=None)`` (``None``: a default CameraInfo): build rosbags message objects.
 
 Headers are passed through as given: ``header`` is image 1's header (its stamp and
 frame), ``header0`` / ``header1`` those of the two source images. Coordinates keep the
@@ -60,11 +63,15 @@ def match_array_fields(
     header1: Any,
     latency_ms: float = 0.0,
     arrays: Literal["array", "numpy"] = "array",
+    camera_info0: Any = None,
+    camera_info1: Any = None,
 ) -> dict[str, Any]:
     """The MatchArray fields for ``result`` between images with headers ``header0``, ``header1``.
 
     ``latency_ms``: time from receiving the pair to publishing, in milliseconds.
     ``arrays``: ``"array"`` for rclpy (``array.array``), ``"numpy"`` for rosbags.
+    ``camera_info0``/``camera_info1``: the ``sensor_msgs/CameraInfo`` of each image's camera,
+    passed through as given.
     """
     if arrays not in ("array", "numpy"):
         raise ValueError(f"arrays must be 'array' or 'numpy', got {arrays!r}")
@@ -96,6 +103,8 @@ def match_array_fields(
         "model": str(result.model),
         "backend": str(result.backend),
         "latency_ms": float(latency_ms),
+        "camera_info0": camera_info0,
+        "camera_info1": camera_info1,
     }
 
 
@@ -164,7 +173,30 @@ def rosbags_header(typestore: Any, stamp_ns: int, frame_id: str) -> Any:
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
-def rosbags_match_array(typestore: Any, result: MatchResult, header0: Any, header1: Any, latency_ms: float = 0.0) -> Any:
-    """A rosbags ``coarse_loftr_ros/msg/MatchArray`` object for ``result``."""
+def rosbags_camera_info(typestore: Any, header: Any = None, camera: Any = None) -> Any:
+    """A rosbags ``sensor_msgs/msg/CameraInfo``: of ``camera`` (a ``camera_info.PinholeCamera``),
+    or the default one (all zero, no distortion model) when ``camera`` is ``None``."""
+    from .camera_info import camera_info_fields
+
+    types = typestore.types
+    CameraInfo, RegionOfInterest = types["sensor_msgs/msg/CameraInfo"], types["sensor_msgs/msg/RegionOfInterest"]
+    header = rosbags_header(typestore, 0, "") if header is None else header
+    fields: dict[str, Any] = {"height": 0, "width": 0, "distortion_model": "", "d": [], "k": [0.0] * 9, "r": [0.0] * 9,
+                              "p": [0.0] * 12}
+    if camera is not None:
+        fields = camera_info_fields(camera)
+    arrays = {name: np.asarray(fields[name], dtype=np.float64) for name in ("d", "k", "r", "p")}
+    return CameraInfo(header=header, height=fields["height"], width=fields["width"],
+                      distortion_model=fields["distortion_model"], **arrays, binning_x=0, binning_y=0,
+                      roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def rosbags_match_array(typestore: Any, result: MatchResult, header0: Any, header1: Any, latency_ms: float = 0.0,
+                        camera_info0: Any = None, camera_info1: Any = None) -> Any:
+    """A rosbags ``coarse_loftr_ros/msg/MatchArray`` object for ``result``; a ``None`` camera_info
+    becomes the default (all-zero) CameraInfo."""
     MatchArray = typestore.types[MATCH_ARRAY_TYPENAME]
-    return MatchArray(**match_array_fields(result, header0, header1, latency_ms, arrays="numpy"))
+    camera_info0 = rosbags_camera_info(typestore) if camera_info0 is None else camera_info0
+    camera_info1 = rosbags_camera_info(typestore) if camera_info1 is None else camera_info1
+    return MatchArray(**match_array_fields(result, header0, header1, latency_ms, arrays="numpy",
+                                           camera_info0=camera_info0, camera_info1=camera_info1))

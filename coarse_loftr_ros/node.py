@@ -16,6 +16,9 @@ Topics (relative names: remap them, or set a namespace):
   ``image_transport:=compressed``; a ``pairing.StereoPairer`` pairs them by stamp
   (``sync``: approximate within ``slop_s``, or exact).
 - subscribes, sequence mode: ``image`` (or ``image/compressed``).
+- subscribes with ``use_camera_info``: ``camera_info0`` and ``camera_info1`` (stereo) or
+  ``camera_info`` (sequence), ``sensor_msgs/CameraInfo``, with the images' QoS; the latest one
+  of each camera goes into each ``MatchArray`` when its size is the image's.
 - publishes ``~/matches`` (``coarse_loftr_ros/msg/MatchArray``), ``~/overlay``
   (``sensor_msgs/Image``, bgr8, drawn only while someone subscribes) and, once a second,
   ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``).
@@ -51,7 +54,7 @@ try:
         SetParametersResult,
     )
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     # The generated message lives in the installed copy of this package
     # (<workspace>/install/.../site-packages/coarse_loftr_ros/msg). When this module was
@@ -67,6 +70,7 @@ except ImportError as _error:  # not a ROS 2 environment (or the package is not 
 else:
     ROS_IMPORT_ERROR = None
 
+from .camera_info import size_matches
 from .errors import CoarseLoftrError
 from .image_conversion import numpy_to_image_fields
 from .match_array import match_array_fields
@@ -94,6 +98,12 @@ def _descriptor(spec: ParameterSpec) -> "ParameterDescriptor":
         description=spec.description,
         read_only=not spec.dynamic,
     )
+    if isinstance(spec.default, float):
+        # `-p threshold:=1` arrives as an integer, which a statically typed double refuses
+        # (fatal at start). Dynamic typing lets it through; validate_parameters takes an int
+        # for a double and checks the type, range and finiteness of every value itself.
+        descriptor.type = ParameterType.PARAMETER_NOT_SET
+        descriptor.dynamic_typing = True
     if spec.choices:
         descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
     if isinstance(spec.default, bool):
@@ -155,7 +165,13 @@ class MatcherNode(Node):
             keyframe_every=self.config.keyframe_every,
             keyframe_min_matches=self.config.keyframe_min_matches,
             max_pixels=self.config.max_image_pixels,  # 0: no limit
+            max_gap_s=self.config.max_gap_s,  # 0: no limit
+            restart_on_change=True,  # a new frame_id, size or encoding starts a new sequence
         )
+        # The latest CameraInfo of each camera (index 0 and 1; sequence mode uses 0 for both
+        # images), written by the subscription callbacks, read by the worker.
+        self._camera_infos: list[Any] = [None, None]
+        self._camera_info_lock = threading.Lock()
         self._matcher = matcher
 
         # Outputs: reliable, so both reliable and best-effort subscribers connect.
@@ -198,6 +214,17 @@ class MatcherNode(Node):
             if name not in values:
                 values[name] = parameter.value
         return validate_parameters(values)
+
+    def set_parameters_atomically(self, parameter_list: list) -> "SetParametersResult":
+        """As rclpy's, but an undeclared name is refused with a reason that names it (rclpy's
+        own answer lists none: ``Invalid access to undeclared parameter(s): []``)."""
+        unknown = sorted({p.name for p in parameter_list if not self.has_parameter(p.name)})
+        if unknown:
+            return SetParametersResult(
+                successful=False,
+                reason=f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(spec.name for spec in PARAMETERS)}",
+            )
+        return super().set_parameters_atomically(parameter_list)
 
     def _on_set_parameters(self, parameters: list) -> "SetParametersResult":
         """Validate changes of the dynamic parameters and apply them to the running node."""
@@ -249,6 +276,41 @@ class MatcherNode(Node):
         else:
             self._image_subscriptions.append(self.create_subscription(message_type, topics[0], self._on_frame, qos))
         self._topics = topics
+        self._camera_info_subscriptions = []
+        self._camera_info_topics: list[str] = []
+        if config.use_camera_info:
+            names = ["camera_info0", "camera_info1"] if config.mode == "stereo" else ["camera_info"]
+            self._camera_info_topics = [self.resolve_topic_name(name) for name in names]
+            for camera, topic in enumerate(self._camera_info_topics):
+                self._camera_info_subscriptions.append(
+                    self.create_subscription(
+                        CameraInfo, topic, lambda msg, camera=camera: self._on_camera_info(camera, msg), qos
+                    )
+                )
+
+    def _on_camera_info(self, camera: int, msg: Any) -> None:
+        """Keep the latest CameraInfo of ``camera`` (0 or 1): O(1) memory, no queue."""
+        with self._camera_info_lock:
+            self._camera_infos[camera] = msg
+
+    def _camera_info_for(self, camera: int, width: int, height: int, image: str) -> "CameraInfo":
+        """The latest CameraInfo of ``camera`` when it is for ``width`` x ``height`` images, else
+        a default (all-zero) one; a size mismatch is logged (throttled) and counted."""
+        if not self.config.use_camera_info:
+            return CameraInfo()
+        with self._camera_info_lock:
+            info = self._camera_infos[camera]
+        if info is None:
+            return CameraInfo()
+        if not size_matches(info, width, height):
+            self._statistics.record_camera_info_mismatch()
+            text = (f"{image} is {width}x{height} but the CameraInfo on {self._camera_info_topics[camera]} is for "
+                    f"{info.width}x{info.height}: published with a zero CameraInfo; remap camera_info to the "
+                    "image's camera (or fix its calibration size)")
+            if self._bad_message_log.should_log(text):
+                self.get_logger().warning(text)
+            return CameraInfo()
+        return info
 
     def _on_stereo_image(self, camera: int, msg: Any) -> None:
         """Pair by stamp; a completed pair goes to the worker."""
@@ -284,6 +346,8 @@ class MatcherNode(Node):
                     matched = self._streams.match_stereo(msg0, msg1)
                 else:
                     matched = self._streams.match_sequence(msg0)
+                    if self._streams.last_restart is not None:
+                        self._statistics.record_restart(self._streams.last_restart)
                 if matched is not None:
                     self._publish(matched, received)
             except CoarseLoftrError as error:  # a bad image: log (once per kind and period) and skip it
@@ -299,8 +363,13 @@ class MatcherNode(Node):
                     self.get_logger().error(text)
 
     def _publish(self, matched: MatchedPair, received: float) -> None:
+        (width0, height0), (width1, height1) = matched.result.image0_size, matched.result.image1_size
+        camera1 = 1 if self.config.mode == "stereo" else 0  # sequence: both images are of one camera
+        camera_info0 = self._camera_info_for(0, width0, height0, "image 0")
+        camera_info1 = self._camera_info_for(camera1, width1, height1, "image 1")
         latency_ms = (time.monotonic() - received) * 1e3
-        fields = match_array_fields(matched.result, matched.header0, matched.header1, latency_ms=latency_ms)
+        fields = match_array_fields(matched.result, matched.header0, matched.header1, latency_ms=latency_ms,
+                                    camera_info0=camera_info0, camera_info1=camera_info1)
         self._matches_publisher.publish(MatchArray(**fields))
         self._statistics.record_processed(latency_ms, len(matched.result))
         config = self.config
@@ -315,7 +384,13 @@ class MatcherNode(Node):
 
     def diagnostic_status(self) -> "DiagnosticStatus":
         """The node's state as one ``DiagnosticStatus`` (level, message, key/values)."""
-        summary = self._statistics.summary(input_timeout_s=self.config.input_timeout_s)
+        waiting = []
+        if self.config.use_camera_info:
+            with self._camera_info_lock:
+                waiting = [topic for topic, info in zip(self._camera_info_topics, self._camera_infos) if info is None]
+        summary = self._statistics.summary(input_timeout_s=self.config.input_timeout_s, camera_info_waiting=waiting,
+                                           restarts=self.config.mode == "sequence",
+                                           camera_info=self.config.use_camera_info)
         levels = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR}
         values = {
             **summary.values,
@@ -326,7 +401,7 @@ class MatcherNode(Node):
         }
         return DiagnosticStatus(
             level=levels[summary.level],
-            name=f"{self.get_name()}: matcher",
+            name=self.get_name(),  # "matcher" unless renamed (launch node_name, -r __node:=...)
             message=summary.message,
             hardware_id=f"coarse_loftr_ros/{self._matcher.backend.name}",
             values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],

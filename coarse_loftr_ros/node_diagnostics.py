@@ -8,8 +8,11 @@ Public API:
   frame (sequence) is ready for matching, ``record_dropped()`` when a newer one replaces it
   before processing, ``record_processed(latency_ms, matches)``
   after publishing, ``record_overlay()`` for each overlay published, ``record_bad_message()`` for an image that could not be converted or
-  matched, and ``record_failure()`` for an unexpected error.
-- ``MatcherStatistics.summary(now, input_timeout_s) -> DiagnosticSummary``: the level
+  matched, ``record_failure()`` for an unexpected error, ``record_restart(reason)`` when a frame
+  restarts the sequence (``pairing.RESTART_REASONS``) and ``record_camera_info_mismatch()``
+  when an image's size differs from its camera's CameraInfo.
+- ``MatcherStatistics.summary(now, input_timeout_s, camera_info_waiting=(), restarts=False,
+  camera_info=False) -> DiagnosticSummary``: the level
   (``"ok"``, ``"warn"`` or ``"error"``), a one-line message and the key/value pairs that
   ``node.py`` copies into a ``diagnostic_msgs/DiagnosticStatus``.
 
@@ -22,6 +25,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Sequence
+
+from .pairing import RESTART_REASONS
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class MatcherStatistics:
         self.dropped = 0
         self.bad_messages = 0
         self.failures = 0
+        self.restarts = {reason: 0 for reason in RESTART_REASONS}
+        self.camera_info_mismatches = 0
+        self._mismatches: deque[float] = deque()
 
     def record_image(self, now: float | None = None) -> None:
         """An image message arrived (before any pairing)."""
@@ -102,16 +111,35 @@ class MatcherStatistics:
             self.failures += 1
             self._failures.append(now)
 
+    def record_restart(self, reason: str) -> None:
+        """A frame restarted the sequence; ``reason`` is one of ``pairing.RESTART_REASONS``."""
+        if reason not in self.restarts:
+            raise ValueError(f"unknown restart reason {reason!r}; one of {', '.join(RESTART_REASONS)}")
+        with self._lock:
+            self.restarts[reason] += 1
+
+    def record_camera_info_mismatch(self, now: float | None = None) -> None:
+        """An image's width/height differed from its camera's CameraInfo (a zero one went out)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.camera_info_mismatches += 1
+            self._mismatches.append(now)
+
     def _trim(self, now: float) -> None:
         start = now - self.window_s
-        for events in (self._inputs, self._bad, self._failures):
+        for events in (self._inputs, self._bad, self._failures, self._mismatches):
             while events and events[0] < start:
                 events.popleft()
         while self._processed and self._processed[0][0] < start:
             self._processed.popleft()
 
-    def summary(self, now: float | None = None, input_timeout_s: float = 5.0) -> DiagnosticSummary:
-        """Level, message and values for the last ``window_s`` seconds ending at ``now``."""
+    def summary(self, now: float | None = None, input_timeout_s: float = 5.0, camera_info_waiting: Sequence[str] = (),
+                restarts: bool = False, camera_info: bool = False) -> DiagnosticSummary:
+        """Level, message and values for the last ``window_s`` seconds ending at ``now``.
+
+        ``camera_info_waiting``: the CameraInfo topics no message arrived on yet; ``restarts``
+        (sequence mode) and ``camera_info`` (use_camera_info) add their keys to the values.
+        """
         now = time.monotonic() if now is None else now
         with self._lock:
             self._trim(now)
@@ -136,14 +164,23 @@ class MatcherStatistics:
                 "failures total": str(self.failures),
                 "overlays total": str(self.overlays),
             }
+            if restarts:
+                values.update({f"sequence restarts ({reason}) total": str(n) for reason, n in self.restarts.items()})
+            if camera_info:
+                values["camera_info"] = ("waiting for " + ", ".join(camera_info_waiting)) if camera_info_waiting else "received"
+                values["camera_info size mismatches total"] = str(self.camera_info_mismatches)
             last_input = self._last_input if self._last_input is not None else self._started
             last_image = max(last_input, self._last_image if self._last_image is not None else self._started)
             idle, unpaired_for = now - last_image, now - last_input
             recent_failures, recent_bad = len(self._failures), len(self._bad)
             recent_inputs = len(self._inputs)
+            recent_mismatches = len(self._mismatches)
+            no_image_yet = self._last_image is None and self._last_input is None
 
         if recent_failures:
             return DiagnosticSummary("error", f"{recent_failures} matching failure(s) in the last {self.window_s:g} s; see the node log", values)
+        if no_image_yet and idle <= input_timeout_s:
+            return DiagnosticSummary("warn", "waiting for images", values)
         if idle > input_timeout_s:
             return DiagnosticSummary("warn", f"no images for {idle:.1f} s; check the image topics and their QoS", values)
         if unpaired_for > input_timeout_s:
@@ -153,6 +190,16 @@ class MatcherStatistics:
             )
         if recent_bad:
             return DiagnosticSummary("warn", f"{recent_bad} bad image message(s) skipped in the last {self.window_s:g} s", values)
+        if recent_mismatches:
+            return DiagnosticSummary(
+                "warn", f"{recent_mismatches} image(s) in the last {self.window_s:g} s differ in size from their "
+                "camera_info: published with a zero CameraInfo", values
+            )
+        if camera_info_waiting:
+            return DiagnosticSummary(
+                "warn", "waiting for camera_info on " + ", ".join(camera_info_waiting)
+                + " (matches go out with a zero CameraInfo)", values
+            )
         if recent_inputs >= 4 and output_hz < 0.5 * input_hz:
             return DiagnosticSummary(
                 "warn", f"matching {output_hz:.1f} Hz of {input_hz:.1f} Hz input: stale pairs are dropped", values

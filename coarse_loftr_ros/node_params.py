@@ -75,6 +75,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0, maximum=10000),
     ParameterSpec("keyframe_min_matches", 0, "sequence: the matched frame becomes the keyframe when its pair "
                   "has fewer matches than this (0 = off)", minimum=0, maximum=100000),
+    ParameterSpec("max_gap_s", 1.0, "sequence: restart the sequence (no pair across it) when a frame comes more than "
+                  "this many seconds after the previous one; 0 = never", minimum=0.0, maximum=3600.0),
     # Model and backend.
     ParameterSpec("model", "", "model file: .onnx, .engine/.plan (TensorRT) or .pt/.ckpt (torch); empty = "
                   "the model shipped with the package"),
@@ -111,6 +113,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     # Input images.
     ParameterSpec("max_image_pixels", 50_000_000, "refuse (log and skip) an image message of more pixels than this "
                   "(width x height), before converting or decoding it; 0 = no limit", minimum=0, maximum=1_000_000_000),
+    # Camera calibration.
+    ParameterSpec("use_camera_info", False, "subscribe to camera_info (sequence) or camera_info0 and camera_info1 "
+                  "(stereo) and copy each camera's sensor_msgs/CameraInfo into the MatchArray (a zero one when "
+                  "none arrived or its size differs from the image's)"),
     # Outputs.
     ParameterSpec("publish_overlay", True, "publish ~/overlay (drawn only while someone subscribes)", dynamic=True),
     ParameterSpec("overlay_max_lines", 200, "overlay: draw at most this many match lines", minimum=1,
@@ -133,6 +139,7 @@ class NodeConfig:
     sync_queue_size: int
     keyframe_every: int
     keyframe_min_matches: int
+    max_gap_s: float
     model: str
     backend: str
     threshold: float
@@ -151,6 +158,7 @@ class NodeConfig:
     qos_reliability: str
     qos_depth: int
     max_image_pixels: int
+    use_camera_info: bool
     publish_overlay: bool
     overlay_max_lines: int
     input_timeout_s: float
@@ -161,11 +169,13 @@ assert [f.name for f in fields(NodeConfig)] == list(_SPECS), "NodeConfig and PAR
 
 def _check_value(spec: ParameterSpec, value: Any) -> Value:
     expected = type(spec.default)
+    if expected is float and type(value) is int:
+        # `-p threshold:=1` and a YAML `1` arrive as integers: take them as the double they mean
+        # (the node declares its double parameters with dynamic typing so that ROS lets them through).
+        value = float(value)
     if type(value) is not expected:
-        # As strict as ROS 2: a YAML 1 for a double parameter is an error there too.
-        hint = f" (write {float(value)!r})" if expected is float and type(value) is int else ""
         raise ParameterError(
-            f"parameter {spec.name} must be a {spec.type_name}, got {value!r} ({type(value).__name__}){hint}"
+            f"parameter {spec.name} must be a {spec.type_name}, got {value!r} ({type(value).__name__})"
         )
     if expected is float and not math.isfinite(value):
         raise ParameterError(f"parameter {spec.name} must be a finite number, got {value!r}")

@@ -7,16 +7,21 @@ Public API:
 - ``StereoPairer(slop_s, exact=False, queue_size=5)``: push frames of camera 0 and
   camera 1 as they arrive (``push(0, frame)`` / ``push(1, frame)``); a push returns a
   ``StereoPair`` when one is complete, else ``None``.
-- ``SequencePairer(keyframe_every=1, min_matches=0)``: push the frames of one camera
-  (``push(frame)``); it returns a ``SequencePair`` (reference, current) to match, and
-  ``report_matches(n)`` after matching lets the keyframe policy react to the match count.
+- ``SequencePairer(keyframe_every=1, min_matches=0, max_gap_s=0.0)``: push the frames of one
+  camera (``push(frame, stream=None)``); it returns a ``SequencePair`` (reference, current) to
+  match, and ``report_matches(n)`` after matching lets the keyframe policy react to the match
+  count. It restarts the sequence (``RESTART_REASONS``) instead of pairing across a stamp going
+  backwards, a gap longer than ``max_gap_s``, or a change of the ``StreamKey`` (frame_id, image
+  size, encoding).
+- ``StreamKey(frame_id, width, height, encoding)``: what must stay the same within a sequence.
 - ``LatestOnlySlot``: a thread-safe one-item mailbox. A producer (a subscription
   callback) ``put``s the newest item, replacing and counting any item not yet taken; a
   worker ``take``s it. Slow processing then drops stale items instead of queueing them.
 
 All times are integer nanoseconds. Both pairers expect non-decreasing stamps per
 camera; a stamp that goes backwards (a bag played in a loop, a simulation reset) clears
-the state instead of pairing across the jump. Memory is bounded: at most ``queue_size``
+the state instead of pairing across the jump (the sequence pairer also restarts on a long gap
+or another camera's frames, see ``SequencePairer``). Memory is bounded: at most ``queue_size``
 frames per camera (stereo) or two frames (sequence) are held.
 """
 
@@ -149,6 +154,45 @@ class StereoPairer:
 
 
 @dataclass(frozen=True)
+class StreamKey:
+    """What must stay the same between two frames of one sequence.
+
+    ``frame_id`` is the header's; ``width`` and ``height`` are the image's in pixels (after
+    decoding, for compressed images); ``encoding`` is ``sensor_msgs/Image.encoding`` or
+    ``CompressedImage.format``.
+    """
+
+    frame_id: str
+    width: int
+    height: int
+    encoding: str
+
+
+# Why a sequence restarted, in the order they are checked: the first that applies is counted.
+RESTART_REASONS = ("stamp_backwards", "frame_id", "size", "encoding", "gap")
+
+
+def restart_reason(last_stamp_ns: int, last_key: StreamKey | None, stamp_ns: int, key: StreamKey | None,
+                   max_gap_ns: int) -> str | None:
+    """The reason (one of ``RESTART_REASONS``) not to pair a frame with the previous one, or ``None``.
+
+    ``max_gap_ns`` <= 0 allows any gap. Keys are compared only when both frames have one.
+    """
+    if stamp_ns < last_stamp_ns:
+        return "stamp_backwards"
+    if key is not None and last_key is not None:
+        if key.frame_id != last_key.frame_id:
+            return "frame_id"
+        if (key.width, key.height) != (last_key.width, last_key.height):
+            return "size"
+        if key.encoding != last_key.encoding:
+            return "encoding"
+    if max_gap_ns > 0 and stamp_ns - last_stamp_ns > max_gap_ns:
+        return "gap"
+    return None
+
+
+@dataclass(frozen=True)
 class SequencePair:
     """The reference frame (previous frame or keyframe) and the current frame."""
 
@@ -169,31 +213,59 @@ class SequencePairer:
       ``min_matches`` matches (tracking against the old keyframe got weak).
 
     ``keyframe_every=0`` with ``min_matches`` > 0 replaces the keyframe only on weak
-    matching. A stamp that goes backwards restarts the sequence (``resets`` counts it).
+    matching.
+
+    The sequence restarts (the frame becomes the first of a new one and yields no pair) when
+    its stamp goes backwards, when it comes more than ``max_gap_s`` seconds after the previous
+    frame (``max_gap_s`` = 0: never), or when its ``StreamKey`` (frame_id, size, encoding)
+    differs from the previous frame's. ``restarts`` counts them by reason, ``resets`` in all,
+    and ``last_restart`` is the reason for the last ``push`` (``None``: no restart).
     """
 
-    def __init__(self, keyframe_every: int = 1, min_matches: int = 0) -> None:
+    def __init__(self, keyframe_every: int = 1, min_matches: int = 0, max_gap_s: float = 0.0) -> None:
         if keyframe_every < 0:
             raise ValueError(f"keyframe_every must be >= 0, got {keyframe_every}")
         if min_matches < 0:
             raise ValueError(f"min_matches must be >= 0, got {min_matches}")
         if keyframe_every == 0 and min_matches == 0:
             raise ValueError("keyframe_every=0 needs min_matches > 0, or the keyframe is never replaced")
+        if not max_gap_s >= 0:
+            raise ValueError(f"max_gap_s must be >= 0 seconds (0 = no limit), got {max_gap_s}")
+        self.max_gap_ns = int(round(max_gap_s * NS_PER_S))
         self.keyframe_every = keyframe_every
         self.min_matches = min_matches
         self.keyframe: Frame | None = None
         self.frames_since_keyframe = 0
         self.keyframes = 0
         self.resets = 0
+        self.restarts: dict[str, int] = {reason: 0 for reason in RESTART_REASONS}
+        self.last_restart: str | None = None
         self._pending: Frame | None = None
         self._last_stamp: int | None = None
+        self._last_key: StreamKey | None = None
 
-    def push(self, frame: Frame) -> SequencePair | None:
-        """Add the next frame; return (reference, current) to match, or ``None``."""
-        if self._last_stamp is not None and frame.stamp_ns < self._last_stamp:
-            self.reset()
-            self.resets += 1
+    def __copy__(self) -> "SequencePairer":
+        """A copy with its own restart counters (to undo a push: ``MessageMatcher``)."""
+        clone = SequencePairer.__new__(SequencePairer)
+        clone.__dict__.update(self.__dict__)
+        clone.restarts = dict(self.restarts)
+        return clone
+
+    def push(self, frame: Frame, stream: StreamKey | None = None) -> SequencePair | None:
+        """Add the next frame; return (reference, current) to match, or ``None``.
+
+        ``stream``: the frame's ``StreamKey``; ``None`` skips the frame_id/size/encoding checks.
+        """
+        self.last_restart = None
+        if self._last_stamp is not None:
+            reason = restart_reason(self._last_stamp, self._last_key, frame.stamp_ns, stream, self.max_gap_ns)
+            if reason is not None:
+                self.reset()
+                self.resets += 1
+                self.restarts[reason] += 1
+                self.last_restart = reason
         self._last_stamp = frame.stamp_ns
+        self._last_key = stream
         if self.keyframe is None:
             self._set_keyframe(frame)
             return None
@@ -216,6 +288,7 @@ class SequencePairer:
         self.keyframe = None
         self._pending = None
         self._last_stamp = None
+        self._last_key = None
         self.frames_since_keyframe = 0
 
     def _set_keyframe(self, frame: Frame) -> None:

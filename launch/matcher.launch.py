@@ -46,6 +46,9 @@ ARGUMENTS = [
     ("image0", "image0", "stereo mode: topic of camera 0 (sensor_msgs/Image)"),
     ("image1", "image1", "stereo mode: topic of camera 1 (sensor_msgs/Image)"),
     ("image", "image", "sequence mode: topic of the camera (sensor_msgs/Image)"),
+    ("camera_info0", "camera_info0", "stereo mode, use_camera_info: sensor_msgs/CameraInfo of camera 0"),
+    ("camera_info1", "camera_info1", "stereo mode, use_camera_info: sensor_msgs/CameraInfo of camera 1"),
+    ("camera_info", "camera_info", "sequence mode, use_camera_info: sensor_msgs/CameraInfo of the camera"),
     ("use_sim_time", "false", "true when replaying a bag with --clock"),
     ("log_level", "info", "debug, info, warn, error or fatal"),
 ]
@@ -66,6 +69,7 @@ def _node(context):
     remappings = []
     for topic in ("image0", "image1", "image"):
         remappings += [(topic, value(topic)), (f"{topic}/compressed", f"{value(topic)}/compressed")]
+    remappings += [(topic, value(topic)) for topic in ("camera_info0", "camera_info1", "camera_info")]
     return [
         Node(
             package=PACKAGE,

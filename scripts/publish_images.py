@@ -12,6 +12,10 @@ them. It needs rclpy and sensor_msgs (``source .ros2/setup.bash``), plus OpenCV,
   # a stereo pair of folders (or videos): identical stamps on both topics
   python scripts/publish_images.py left/ --topic /stereo/left --right right/ --right-topic /stereo/right
 
+  # with calibration: sensor_msgs/CameraInfo beside each image (same stamp and frame_id)
+  # on the sibling topic camera_info (/camera/image_raw -> /camera/camera_info)
+  python scripts/publish_images.py frames/ --topic /camera/image_raw --camera cameras.json
+
   # a rosbag2 (.db3 or .mcap, or its folder): its image topics at the recorded pace,
   # with their recorded headers; IN=OUT renames a topic
   python scripts/publish_images.py my_bag/ --bag-topic /cam0/image_raw=/image0 --bag-topic /cam1/image_raw=/image1
@@ -19,13 +23,21 @@ them. It needs rclpy and sensor_msgs (``source .ros2/setup.bash``), plus OpenCV,
 Videos and folders get header stamps from the clock at publish time (frame_id from
 ``--frame-id``), as a driver would; ``--compressed`` publishes sensor_msgs/CompressedImage
 (JPEG) on ``<topic>/compressed`` instead. QoS: best effort, depth 1 (sensor data), or
-``--reliable``. Prints one summary line at the end; Ctrl-C stops it.
+``--reliable``. Prints one summary line at the end; Ctrl-C (SIGINT) or SIGTERM stops it
+cleanly (exit status 0).
+
+``--camera cameras.json``: one pinhole camera, as ``../shared/data/kitti_seq_dev/cameras.json``
+(``{"fx": .., "fy": .., "cx": .., "cy": .., "width": .., "height": .., "distortion": null}``;
+``distortion``: null, 5 values k1 k2 p1 p2 k3 or 8), used for every topic, or one per camera
+for stereo: ``{"left": {...}, "right": {...}}``. Sizes are pixels of the published images.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -88,12 +100,16 @@ def video_rate(source: Path) -> float | None:
 class Publisher:
     """An rclpy node that publishes images with sensor-data QoS (or reliable)."""
 
-    def __init__(self, reliable: bool) -> None:
+    def __init__(self, reliable: bool, stop: threading.Event) -> None:
         import rclpy
         import rclpy.duration
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.signals import SignalHandlerOptions
 
-        rclpy.init()
+        # Our own SIGINT/SIGTERM handlers (main) set ``stop``; rclpy's would invalidate the
+        # context under a publish() and raise RCLError from it.
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        self.stop = stop
         self.rclpy = rclpy
         self.node = rclpy.create_node("publish_images")
         self.qos = QoSProfile(
@@ -110,17 +126,20 @@ class Publisher:
 
     def wait_for_subscribers(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.is_set():
             if all(p.get_subscription_count() > 0 for p in self._publishers.values()):
-                time.sleep(1.0)  # the subscriber may not have matched this publisher yet
+                self.stop.wait(1.0)  # the subscriber may not have matched this publisher yet
                 return
-            time.sleep(0.05)
+            self.stop.wait(0.05)
+        if self.stop.is_set():
+            return
         missing = [t for t, p in self._publishers.items() if p.get_subscription_count() == 0]
         print(f"publish_images: no subscriber yet on {', '.join(missing)}; publishing anyway", file=sys.stderr)
 
     def close(self) -> None:
-        for publisher in self._publishers.values():  # reliable: let the last frames arrive first
-            publisher.wait_for_all_acked(timeout=self.rclpy.duration.Duration(seconds=2.0))
+        if not self.stop.is_set():
+            for publisher in self._publishers.values():  # reliable: let the last frames arrive first
+                publisher.wait_for_all_acked(timeout=self.rclpy.duration.Duration(seconds=2.0))
         self.node.destroy_node()
         self.rclpy.try_shutdown()
 
@@ -144,14 +163,59 @@ def image_message(image: np.ndarray, stamp, frame_id: str, compressed: bool):
     return msg
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """The CameraInfo topic beside an image topic, as image_transport has it:
+    ``/camera/image_raw`` -> ``/camera/camera_info``, ``image`` -> ``camera_info``."""
+    head, _, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{head}/camera_info" if head or image_topic.startswith("/") else "camera_info"
+
+
+def cameras_for(args: argparse.Namespace) -> list:
+    """The ``PinholeCamera`` of the first and of the ``--right`` source (``[]`` without ``--camera``)."""
+    if args.camera is None:
+        return []
+    from coarse_loftr_ros.camera_info import CameraFileError, load_cameras
+
+    try:
+        cameras = load_cameras(args.camera)
+    except CameraFileError as error:
+        fail(str(error))
+    if "camera" in cameras:
+        return [cameras["camera"], cameras["camera"]]
+    if "left" in cameras and "right" in cameras:
+        return [cameras["left"], cameras["right"]]
+    fail(f"{args.camera}: name the cameras left and right (found {', '.join(cameras)}), or give one camera")
+
+
+def camera_info_message(camera, stamp, frame_id: str):
+    """sensor_msgs/CameraInfo of ``camera`` with the image's stamp and frame_id."""
+    from sensor_msgs.msg import CameraInfo
+
+    from coarse_loftr_ros.camera_info import camera_info_fields
+
+    msg = CameraInfo(**camera_info_fields(camera))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
 def publish_frames(args: argparse.Namespace, ros: Publisher) -> tuple[int, float]:
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     message_type = CompressedImage if args.compressed else Image
     suffix = "/compressed" if args.compressed else ""
     outputs = [(args.source, ros.publisher(message_type, args.topic + suffix), args.frame_id)]
     if args.right is not None:
         outputs.append((args.right, ros.publisher(message_type, args.right_topic + suffix), args.right_frame_id))
+    cameras = cameras_for(args)
+    info_topics = [args.camera_info_topic or camera_info_topic(args.topic),
+                   args.right_camera_info_topic or camera_info_topic(args.right_topic)]
+    info_publishers = [ros.publisher(CameraInfo, topic) for topic in info_topics[: len(outputs)]] if cameras else []
+    for camera, (source, _, _) in zip(cameras, outputs):
+        first = next(read_frames(source, args.mono), None)
+        if first is not None and (first.shape[1], first.shape[0]) != (camera.width, camera.height):
+            print(f"publish_images: {source} has {first.shape[1]}x{first.shape[0]} frames but its camera in "
+                  f"{args.camera} is {camera.width}x{camera.height}; publishing it anyway", file=sys.stderr)
     rate = args.rate or video_rate(args.source) or 10.0
     ros.wait_for_subscribers(args.wait)
 
@@ -168,15 +232,17 @@ def publish_frames(args: argparse.Namespace, ros: Publisher) -> tuple[int, float
 
     count, start = 0, time.monotonic()
     for frames in frame_tuples():
-        if args.count and count >= args.count:
+        if (args.count and count >= args.count) or ros.stop.is_set():
             break
         stamp = ros.node.get_clock().now().to_msg()  # one stamp for both cameras of a pair
-        for image, (_, publisher, frame_id) in zip(frames, outputs):
+        for index, (image, (_, publisher, frame_id)) in enumerate(zip(frames, outputs)):
+            if info_publishers:  # the calibration first, so a node has it when the image comes
+                info_publishers[index].publish(camera_info_message(cameras[index], stamp, frame_id))
             publisher.publish(image_message(image, stamp, frame_id, args.compressed))
         count += 1
         delay = start + count / rate - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            ros.stop.wait(delay)
     return count, time.monotonic() - start
 
 
@@ -208,8 +274,10 @@ def publish_bag(args: argparse.Namespace, ros: Publisher) -> tuple[int, float]:
             for connection, timestamp, rawdata in reader.messages(connections=connections):
                 first = timestamp if first is None else first
                 delay = start + (timestamp - first) / 1e9 / speed - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and ros.stop.wait(delay):
+                    return count, time.monotonic() - began
+                if ros.stop.is_set():
+                    return count, time.monotonic() - began
                 # The bag holds CDR: rclpy reads it as is (stamps as recorded).
                 publishers[connection.id].publish(deserialize_message(bytes(rawdata), types[connection.msgtype]))
                 count += 1
@@ -237,6 +305,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compressed", action="store_true", help="publish CompressedImage (JPEG) on <topic>/compressed")
     parser.add_argument("--reliable", action="store_true", help="reliable QoS instead of best effort")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a subscriber first (default 10)")
+    parser.add_argument("--camera", type=Path, metavar="CAMERAS_JSON",
+                        help="publish sensor_msgs/CameraInfo beside each image (same stamp and frame_id) from this "
+                             "cameras.json: one camera, or {\"left\": ..., \"right\": ...} for stereo")
+    parser.add_argument("--camera-info-topic", help="CameraInfo topic of --topic (default: camera_info beside it)")
+    parser.add_argument("--right-camera-info-topic", help="CameraInfo topic of --right-topic (default: camera_info beside it)")
     args = parser.parse_args(argv)
     if not args.source.exists():
         parser.error(f"{args.source} does not exist")
@@ -244,8 +317,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"{args.right} does not exist")
     if args.rate < 0 or args.count < 0:
         parser.error("--rate and --count must be >= 0")
-    if is_bag(args.source) and (args.right or args.compressed or args.mono):
-        parser.error("--right, --compressed and --mono apply to videos and folders; a bag is played as recorded")
+    if is_bag(args.source) and (args.right or args.compressed or args.mono or args.camera):
+        parser.error("--right, --compressed, --mono and --camera apply to videos and folders; a bag is played as recorded")
+    if args.camera is not None and not args.camera.is_file():
+        parser.error(f"--camera {args.camera} is not a file")
     return args
 
 
@@ -257,14 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         fail(f"needs ROS 2 (cannot import {error.name}): source .ros2/setup.bash (scripts/setup_ros2_venv.sh) "
              "or /opt/ros/<distro>/setup.bash")
-    ros = Publisher(args.reliable)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ros = Publisher(args.reliable, stop)
     count, elapsed = 0, 0.0
     try:
         count, elapsed = publish_bag(args, ros) if is_bag(args.source) else publish_frames(args, ros)
-    except KeyboardInterrupt:
-        pass
     finally:
         ros.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     what = "messages" if is_bag(args.source) else ("pairs" if args.right else "frames")
     print(f"published {count} {what} in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} Hz)")
     return 0

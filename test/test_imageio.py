@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -82,10 +81,10 @@ def test_a_png_declaring_30000x30000_is_refused_from_its_header(tmp_path, source
     assert len(bomb) < 200
     path = tmp_path / "bomb.png"
     path.write_bytes(bomb)
-    start = time.perf_counter()
+    # The bomb holds no pixel data: only a refusal from the header gives this error (a decoder
+    # would fail on the missing data instead). No time bound: it flakes on a loaded machine.
     with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900 megapixels, above the limit of 50 megapixels") as error:
         read_image(path) if source == "file" else decode_image(np.frombuffer(bomb, np.uint8))
-    assert time.perf_counter() - start < 0.5
     assert "\n" not in str(error.value) and "--max-image-pixels" in str(error.value)
 
 
@@ -144,8 +143,7 @@ def test_a_real_30000x30000_zeros_png_is_refused_in_bounded_memory_and_time(tmp_
     assert child.returncode == 0, child.stderr
     report = json.loads(child.stdout)
     assert all(e and e.startswith("ImageTooLargeError") and "30000x30000" in e for e in report["errors"]), report
-    assert report["peak_mb"] < 400, report
-    assert report["seconds"] < 1.0, report
+    assert report["peak_mb"] < 400, report  # decoded, it would need 900 MB or more; no time bound (flaky under load)
 
 
 def test_headers_this_opencv_does_not_write():

@@ -17,9 +17,11 @@ from coarse_loftr_ros.match_array import (
     match_array_fields,
     match_array_typestore,
     result_from_match_array,
+    rosbags_camera_info,
     rosbags_header,
     rosbags_match_array,
 )
+from coarse_loftr_ros.camera_info import PinholeCamera
 from coarse_loftr_ros.result import MatchResult
 
 pytest.importorskip("rosbags")
@@ -67,6 +69,10 @@ def test_fields_for_rclpy_use_array_module_arrays(result):
     assert (fields["grid_width"], fields["grid_height"]) == (40, 30)
     assert fields["model"] == "coarse_loftr_student.onnx" and fields["backend"] == "onnxruntime"
     assert fields["latency_ms"] == 21.5
+    assert fields["camera_info0"] is None and fields["camera_info1"] is None  # passed through as given
+    info0, info1 = object(), object()
+    fields = match_array_fields(result, h0, h1, camera_info0=info0, camera_info1=info1)
+    assert fields["camera_info0"] is info0 and fields["camera_info1"] is info1
 
 
 def test_fields_cover_exactly_the_message_definition(result):
@@ -157,13 +163,35 @@ class CdrReader:
     def header(self) -> tuple[int, int, str]:
         return self.int32(), self.uint32(), self.string()
 
+    def float64s(self, count: int | None = None) -> np.ndarray:
+        """A fixed-size float64 array (``count``), or a sequence (its length first)."""
+        if count is None:
+            count = self.uint32()
+        self.pos += -self.pos % 8
+        values = np.frombuffer(self.data, dtype="<f8", count=count, offset=self.pos)
+        self.pos += 8 * count
+        return values
+
+    def camera_info(self) -> dict:
+        """sensor_msgs/CameraInfo in .msg order."""
+        info = {"header": self.header(), "height": self.uint32(), "width": self.uint32(),
+                "distortion_model": self.string(), "d": self.float64s(), "k": self.float64s(9),
+                "r": self.float64s(9), "p": self.float64s(12), "binning": (self.uint32(), self.uint32())}
+        info["roi"] = (self.uint32(), self.uint32(), self.uint32(), self.uint32(), self.data[self.pos])
+        self.pos += 1
+        return info
+
+
+KITTI = PinholeCamera(1226, 370, 707.0912, 707.0912, 601.8873, 183.1104)
+
 
 @pytest.mark.parametrize("distro", ["humble", "jazzy"])
 def test_cdr_round_trip_through_rosbags(result, distro):
     store = match_array_typestore(distro)
     header0 = rosbags_header(store, 1_700_000_000_123_456_789, "cam0_optical")
     header1 = rosbags_header(store, 1_700_000_000_133_456_789, "cam1_optical")
-    msg = rosbags_match_array(store, result, header0, header1, latency_ms=8.25)
+    camera_info1 = rosbags_camera_info(store, header1, KITTI)
+    msg = rosbags_match_array(store, result, header0, header1, latency_ms=8.25, camera_info1=camera_info1)
     raw = bytes(store.serialize_cdr(msg, MATCH_ARRAY_TYPENAME))
 
     # Independent reading of the wire format, field by field in .msg order.
@@ -180,6 +208,16 @@ def test_cdr_round_trip_through_rosbags(result, distro):
     assert reader.string() == "coarse_loftr_student.onnx"
     assert reader.string() == "onnxruntime"
     assert reader.float32() == 8.25
+    zero = reader.camera_info()  # camera_info0: none given, the default CameraInfo
+    assert zero["header"] == (0, 0, "") and (zero["width"], zero["height"]) == (0, 0)
+    assert not zero["k"].any() and len(zero["d"]) == 0 and zero["distortion_model"] == ""
+    info = reader.camera_info()
+    assert info["header"] == (1_700_000_000, 133_456_789, "cam1_optical")
+    assert (info["width"], info["height"], info["distortion_model"]) == (1226, 370, "plumb_bob")
+    np.testing.assert_array_equal(info["k"], [707.0912, 0, 601.8873, 0, 707.0912, 183.1104, 0, 0, 1])
+    np.testing.assert_array_equal(info["p"], [707.0912, 0, 601.8873, 0, 0, 707.0912, 183.1104, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(info["r"], np.eye(3).reshape(-1))
+    np.testing.assert_array_equal(info["d"], np.zeros(5))
     assert reader.pos == len(raw) - 4
 
     decoded = store.deserialize_cdr(raw, MATCH_ARRAY_TYPENAME)
@@ -189,6 +227,8 @@ def test_cdr_round_trip_through_rosbags(result, distro):
     assert back.image0_size == result.image0_size and back.image1_size == result.image1_size
     assert back.grid_size == result.grid_size and back.model == result.model and back.backend == result.backend
     assert decoded.header1.frame_id == "cam1_optical" and decoded.latency_ms == 8.25
+    np.testing.assert_array_equal(decoded.camera_info1.k.reshape(3, 3), KITTI.matrix)
+    assert not decoded.camera_info0.k.any()
 
 
 def test_rosbag2_file_round_trip(result, tmp_path):

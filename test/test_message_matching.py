@@ -83,6 +83,7 @@ def test_sequence_against_the_previous_frame(matcher, frames):
     assert streams.match_sequence(image_message(frames[0], 0)) is None
     for i in range(1, 5):
         matched = streams.match_sequence(image_message(frames[i], i, "mono8" if i % 2 else "bgr8"))
+        assert streams.last_restart is None
         assert matched.header0.stamp == header(i - 1).stamp and matched.header1.stamp == header(i).stamp
         assert_same_matches(matched.result, matcher.match(frames[i - 1], frames[i]))
 
@@ -161,8 +162,92 @@ def test_time_going_backwards_restarts_the_sequence(matcher, frames):
     for i in (5, 6):
         streams.match_sequence(image_message(frames[i], i))
     assert streams.match_sequence(image_message(frames[0], 0)) is None  # bag looped
+    assert streams.last_restart == "stamp_backwards"
     matched = streams.match_sequence(image_message(frames[1], 1))
     assert_same_matches(matched.result, matcher.match(frames[0], frames[1]))
+
+
+def _restamped(msg, seconds_later: float, frame_id: str | None = None):
+    """``msg`` with its stamp moved ``seconds_later`` (and another frame_id)."""
+    stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec + int(round(seconds_later * 1e9))
+    msg.header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                        frame_id=msg.header.frame_id if frame_id is None else frame_id)
+    return msg
+
+
+def _larger(msg, factor: int):
+    """The same frame ``factor`` times larger (640x480 -> 1280x960), same header."""
+    pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+    large = np.ascontiguousarray(cv2.resize(pixels, (msg.width * factor, msg.height * factor)))
+    return Image(header=msg.header, height=large.shape[0], width=large.shape[1], encoding="bgr8", is_bigendian=0,
+                 step=large.shape[1] * 3, data=large.reshape(-1))
+
+
+def _mono(msg):
+    """The same frame as mono8 (same stamp and frame_id)."""
+    pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+    mono = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    return Image(header=msg.header, height=msg.height, width=msg.width, encoding="mono8", is_bigendian=0,
+                 step=msg.width, data=mono.reshape(-1))
+
+
+# The issue's case: frames 9 s apart, then 640x480 followed by 1280x960; and the other reasons.
+RESTARTS = {
+    "gap": lambda msg: _restamped(msg, 9.0),
+    "size": lambda msg: _larger(msg, 2),
+    "encoding": _mono,
+    "frame_id": lambda msg: _restamped(msg, 0.0, frame_id="other_camera"),
+}
+
+
+@pytest.mark.parametrize("reason", RESTARTS)
+@pytest.mark.parametrize("keyframe_every", [1, 3])
+def test_a_gap_or_another_stream_restarts_the_sequence(matcher, frames, reason, keyframe_every):
+    """[f0, f1, f2'] where f2' comes 9 s late, at 1280x960, as mono8 or from another frame_id:
+    f2' pairs with nothing and starts a new sequence, and f3' (like f2') pairs with f2'."""
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY), keyframe_every=keyframe_every, max_gap_s=1.0,
+                             restart_on_change=True)
+    assert streams.match_sequence(image_message(frames[0], 0)) is None
+    assert streams.match_sequence(image_message(frames[1], 1)) is not None
+    changed = RESTARTS[reason]
+    first = changed(image_message(frames[2], 2))
+    assert streams.match_sequence(first) is None
+    assert streams.last_restart == reason
+    assert streams.pairer.restarts[reason] == 1 and sum(streams.pairer.restarts.values()) == 1
+    following = changed(image_message(frames[3], 3))  # like f2' (for a gap: 9 s late too, 33 ms after f2')
+    matched = streams.match_sequence(following)
+    assert matched is not None and streams.last_restart is None
+    assert matched.header0.stamp == first.header.stamp and matched.header0.frame_id == first.header.frame_id
+    assert matched.result.image0_size == matched.result.image1_size == (first.width, first.height)
+    assert len(matched.result) > 20
+
+
+def test_without_restart_on_change_a_folder_may_mix_encodings(matcher, frames):
+    """coarse-loftr replay's setting: only the stamps restart the sequence."""
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY), max_gap_s=1.0)
+    streams.match_sequence(image_message(frames[0], 0, "bgr8"))
+    matched = streams.match_sequence(image_message(frames[1], 1, "mono8"))
+    assert matched is not None and streams.last_restart is None
+
+
+def test_max_gap_zero_pairs_across_any_gap(matcher, frames):
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY), max_gap_s=0.0)
+    streams.match_sequence(image_message(frames[0], 0))
+    matched = streams.match_sequence(_restamped(image_message(frames[1], 1), 60.0))
+    assert matched is not None and streams.last_restart is None
+
+
+def test_a_refused_frame_of_another_size_keeps_the_sequence(matcher, frames):
+    """An 8x8 frame would restart the sequence (size), but the matcher refuses it: the next good
+    frame still pairs with the last good one."""
+    streams = MessageMatcher(Matcher(matcher.backend.model_path, **MODEL_ONLY), max_gap_s=1.0, restart_on_change=True)
+    streams.match_sequence(image_message(frames[0], 0))
+    with pytest.raises(ImageSizeError):
+        streams.match_sequence(image_message(np.zeros((8, 8, 3), np.uint8), 1))
+    assert streams.last_restart is None and streams.pairer.restarts["size"] == 0
+    matched = streams.match_sequence(image_message(frames[2], 2))
+    assert matched.header0.stamp == header(0).stamp
+    assert_same_matches(matched.result, matcher.match(frames[0], frames[2]))
 
 
 def test_a_refused_frame_that_goes_back_in_time_leaves_a_consistent_sequence(matcher, frames):

@@ -111,3 +111,47 @@ def test_the_node_logs_each_kind_of_bad_message_once_per_period():
     assert not throttle.should_log("Image data is 200 bytes, expected 921600", now=1.0)  # same kind, numbers aside
     assert throttle.should_log("unknown encoding 'weird16'", now=1.0)  # another kind: at once
     assert throttle.should_log("Image data is 300 bytes, expected 921600", now=5.5)  # the period is over
+
+
+def test_before_any_image_it_warns_waiting_for_images():
+    stats = MatcherStatistics(start_time=0.0)
+    summary = stats.summary(now=1.0, input_timeout_s=5.0)
+    assert summary.level == "warn" and summary.message == "waiting for images"
+    stats.record_image(now=1.5)
+    stats.record_input(now=1.5)
+    assert stats.summary(now=2.0, input_timeout_s=5.0).message != "waiting for images"
+
+
+def test_sequence_restarts_are_counted_by_reason():
+    from coarse_loftr_ros.pairing import RESTART_REASONS
+
+    stats = MatcherStatistics(start_time=0.0)
+    stats.record_restart("gap")
+    stats.record_restart("gap")
+    stats.record_restart("size")
+    values = stats.summary(now=1.0, restarts=True).values
+    assert {key for key in values if key.startswith("sequence restarts")} == {
+        f"sequence restarts ({reason}) total" for reason in RESTART_REASONS}
+    assert values["sequence restarts (gap) total"] == "2" and values["sequence restarts (size) total"] == "1"
+    assert values["sequence restarts (frame_id) total"] == "0"
+    assert not any(key.startswith("sequence restarts") for key in stats.summary(now=1.0).values)  # stereo
+    with pytest.raises(ValueError, match="unknown restart reason"):
+        stats.record_restart("cosmic rays")
+
+
+def test_camera_info_waiting_and_size_mismatches_warn():
+    stats = MatcherStatistics(window_s=5.0, start_time=0.0)
+    end = steady(stats, 0.0, 2.0, input_hz=10.0, every_nth=1, latency=10.0, matches=50)
+    waiting = stats.summary(now=end, camera_info_waiting=["/camera_info"], camera_info=True)
+    assert waiting.level == "warn" and waiting.message.startswith("waiting for camera_info on /camera_info")
+    assert waiting.values["camera_info"] == "waiting for /camera_info"
+    assert waiting.values["camera_info size mismatches total"] == "0"
+    assert stats.summary(now=end, camera_info=True).level == "ok"
+    assert stats.summary(now=end, camera_info=True).values["camera_info"] == "received"
+    stats.record_camera_info_mismatch(now=end)
+    mismatch = stats.summary(now=end + 0.1, camera_info=True)
+    assert mismatch.level == "warn" and "differ in size from their camera_info" in mismatch.message
+    assert mismatch.values["camera_info size mismatches total"] == "1"
+    steady(stats, end + 0.1, 6.0, input_hz=10.0, every_nth=1, latency=10.0, matches=50)
+    assert stats.summary(now=end + 6.0, camera_info=True).level == "ok"  # out of the window
+    assert "camera_info" not in stats.summary(now=end).values  # use_camera_info off

@@ -60,7 +60,11 @@ def test_only_runtime_tunable_parameters_are_dynamic():
         ({"slop_s": 2.5}, r"slop_s must be in \[0.0, 1.0\]"),
         ({"slop_s": -0.01}, "slop_s must be in"),
         ({"slop_s": float("nan")}, "finite"),
-        ({"slop_s": 1}, r"slop_s must be a double, got 1 \(int\) \(write 1.0\)"),
+        ({"slop_s": 2}, r"slop_s must be in \[0.0, 1.0\], got 2.0"),
+        ({"max_gap_s": -1}, r"max_gap_s must be in \[0.0, 3600.0\]"),
+        ({"max_gap_s": "1s"}, "max_gap_s must be a double"),
+        ({"use_camera_info": 1}, "use_camera_info must be a bool"),
+        ({"max_matches": 2.0}, r"max_matches must be a int, got 2.0 \(float\)"),
         ({"qos_depth": 0}, "qos_depth must be in"),
         ({"qos_depth": True}, "qos_depth must be a int"),
         ({"threshold": "0.5"}, "threshold must be a double"),
@@ -79,6 +83,17 @@ def test_only_runtime_tunable_parameters_are_dynamic():
 )
 def test_bad_values_are_one_line_errors(values, match):
     one_line_error(values, match)
+
+
+def test_integers_are_taken_for_double_parameters():
+    """`-p threshold:=1` or a YAML `1` arrive as int: they mean the double, and stay validated."""
+    config = validate_parameters({"threshold": 1, "slop_s": 0, "max_gap_s": 2, "input_timeout_s": 3})
+    assert (config.threshold, config.slop_s, config.max_gap_s, config.input_timeout_s) == (1.0, 0.0, 2.0, 3.0)
+    assert all(type(v) is float for v in (config.threshold, config.slop_s, config.max_gap_s, config.input_timeout_s))
+    with pytest.raises(ParameterError, match=r"threshold must be in \[0.0, 1.0\], got 2.0"):
+        validate_parameters({"threshold": 2})
+    with pytest.raises(ParameterError, match="threshold must be a double, got True"):
+        validate_parameters({"threshold": True})  # a bool is no number here
 
 
 def test_int8_with_a_prebuilt_engine_is_fine():

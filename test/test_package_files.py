@@ -62,7 +62,9 @@ def test_package_xml_dependencies(package):
     } <= exec_depends
     # Not on PyPI, and the node needs neither (own stereo pairing and diagnostics).
     assert not {"message_filters", "diagnostic_updater"} & exec_depends
-    assert "std_msgs" in {d.name for d in package.build_depends}  # the message uses std_msgs/Header
+    # The message uses std_msgs/Header and sensor_msgs/CameraInfo: both at build time too.
+    assert {"std_msgs", "sensor_msgs"} <= {d.name for d in package.build_depends}
+    assert {"std_msgs", "sensor_msgs"} <= {d.name for d in package.build_export_depends}
 
 
 def test_package_xml_lists_every_ros_import_of_the_node(package):
@@ -99,7 +101,8 @@ def test_cmake_generates_every_message(cmake):
     generated = re.search(r"rosidl_generate_interfaces\((.*?)\)", cmake, re.S).group(1)
     messages = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "msg").glob("*.msg"))
     assert messages and all(f'"{m}"' in generated for m in messages)
-    assert "DEPENDENCIES std_msgs" in generated
+    assert "DEPENDENCIES std_msgs sensor_msgs" in generated
+    assert "find_package(sensor_msgs REQUIRED)" in cmake
 
 
 def test_cmake_installs_python_packages_after_the_interfaces(cmake):
@@ -251,6 +254,8 @@ def test_message_parses_with_rosidl(parsed_message):
         "model": "string",
         "backend": "string",
         "latency_ms": "float",
+        "camera_info0": "sensor_msgs/msg/CameraInfo",
+        "camera_info1": "sensor_msgs/msg/CameraInfo",
     }
 
 

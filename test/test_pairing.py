@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coarse_loftr_ros.pairing import (
+    RESTART_REASONS,
     Frame,
     LatestOnlySlot,
     SequencePairer,
     StereoPairer,
+    StreamKey,
+    restart_reason,
     stamp_to_ns,
 )
 
@@ -233,7 +236,72 @@ def test_sequence_restarts_when_time_goes_backwards():
     assert pairer.push(Frame(6, "next")).reference.data == "loop"
 
 
+VGA = StreamKey("camera", 640, 480, "bgr8")
+S = 1_000_000_000  # nanoseconds per second
+
+
+@pytest.mark.parametrize("stamp_ns, key, expected", [
+    (10 * S + 33 * MS, VGA, None),
+    (10 * S + 1 * S, VGA, None),  # exactly max_gap_s: still a pair
+    (10 * S + 1 * S + 1, VGA, "gap"),
+    (19 * S, VGA, "gap"),  # the 9 s gap
+    (10 * S - 1, VGA, "stamp_backwards"),
+    (10 * S + 33 * MS, StreamKey("camera", 1280, 960, "bgr8"), "size"),
+    (10 * S + 33 * MS, StreamKey("camera", 640, 480, "mono8"), "encoding"),
+    (10 * S + 33 * MS, StreamKey("left", 640, 480, "bgr8"), "frame_id"),
+    (19 * S, StreamKey("left", 1280, 960, "mono8"), "frame_id"),  # several: the first in RESTART_REASONS
+    (5 * S, StreamKey("left", 1280, 960, "mono8"), "stamp_backwards"),
+    (10 * S + 33 * MS, None, None),  # no key: only the stamps count
+])
+def test_restart_reasons(stamp_ns, key, expected):
+    assert restart_reason(10 * S, VGA, stamp_ns, key, max_gap_ns=S) == expected
+
+
+def test_max_gap_zero_allows_any_gap():
+    assert restart_reason(10 * S, VGA, 10_000 * S, VGA, max_gap_ns=0) is None
+
+
+@pytest.mark.parametrize("keyframe_every", [1, 3])
+def test_sequence_restarts_on_each_reason_and_counts_it(keyframe_every):
+    pairer = SequencePairer(keyframe_every=keyframe_every, max_gap_s=1.0)
+    frames = [
+        (0 * S, VGA, "f0", None),
+        (0 * S + 100 * MS, VGA, "f1", None),
+        (9 * S, VGA, "after gap", "gap"),
+        (9 * S + 100 * MS, StreamKey("camera", 1280, 960, "bgr8"), "large", "size"),
+        (9 * S + 200 * MS, StreamKey("camera", 1280, 960, "mono8"), "mono", "encoding"),
+        (9 * S + 300 * MS, StreamKey("left", 1280, 960, "mono8"), "left", "frame_id"),
+        (1 * S, StreamKey("left", 1280, 960, "mono8"), "looped", "stamp_backwards"),
+        (1 * S + 100 * MS, StreamKey("left", 1280, 960, "mono8"), "next", None),
+    ]
+    paired = []
+    for stamp_ns, key, name, reason in frames:
+        pair = pairer.push(Frame(stamp_ns, name), key)
+        assert pairer.last_restart == reason, name
+        if pair is not None:
+            paired.append((pair.reference.data, pair.current.data))
+        else:
+            assert name == "f0" or reason is not None, name
+    assert paired == [("f0", "f1"), ("looped", "next")]
+    assert pairer.restarts == {reason: 1 for reason in RESTART_REASONS}
+    assert pairer.resets == len(RESTART_REASONS)
+
+
+def test_a_copied_sequence_pairer_keeps_its_own_counts():
+    import copy
+
+    pairer = SequencePairer(max_gap_s=1.0)
+    pairer.push(Frame(0, "a"), VGA)
+    before = copy.copy(pairer)
+    pairer.push(Frame(5 * S, "b"), VGA)
+    assert pairer.restarts["gap"] == 1 and before.restarts["gap"] == 0
+
+
 def test_invalid_sequence_arguments():
+    with pytest.raises(ValueError, match="max_gap_s"):
+        SequencePairer(max_gap_s=-1.0)
+    with pytest.raises(ValueError, match="max_gap_s"):
+        SequencePairer(max_gap_s=float("nan"))
     with pytest.raises(ValueError, match="never replaced"):
         SequencePairer(keyframe_every=0, min_matches=0)
     with pytest.raises(ValueError):

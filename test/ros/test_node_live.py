@@ -107,7 +107,8 @@ def _wait_count(driver: Driver, received: list, count: int, timeout_s: float = 6
 
 
 def _statuses(diagnostics: list) -> list:
-    return [status for _, array in diagnostics for status in array.status if status.name.endswith(": matcher")]
+    """The node's statuses: named after the node, ``matcher`` (as docs/node.md says)."""
+    return [status for _, array in diagnostics for status in array.status if status.name == "matcher"]
 
 
 def _values(status) -> dict[str, str]:
@@ -347,7 +348,9 @@ def test_parameters_change_at_run_time_and_bad_changes_are_refused(live, frames,
     (["-p", "threshold:=.nan"], "threshold"),
     (["-p", "max_matches:=-1"], "max_matches"),
     (["-p", "mode:=mono"], "mode"),
-    (["-p", "slop_s:=1"], "slop_s"),
+    (["-p", "slop_s:=2"], "slop_s"),
+    (["-p", "threshold:=2"], "threshold"),  # an integer, out of range
+    (["-p", "max_gap_s:=-1"], "max_gap_s"),
     (["-p", "model:=/nonexistent/model.onnx"], "/nonexistent/model.onnx"),
 ])
 def test_bad_parameters_end_with_one_fatal_line_and_exit_1(tmp_path, arguments, named):
@@ -356,6 +359,28 @@ def test_bad_parameters_end_with_one_fatal_line_and_exit_1(tmp_path, arguments, 
     lines = node.log().strip().splitlines()
     assert returncode == 1, node.log()
     assert len(lines) == 1 and "[FATAL]" in lines[0] and named in lines[0], node.log()
+
+
+def test_integers_for_double_parameters_at_start_and_at_run_time(live, frames):
+    """`-p threshold:=1` (an int) starts the node; an int through set_parameters is taken too;
+    an unknown name is refused with a reason that names it."""
+    node, driver = live(*MODEL_ONLY, "-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "threshold:=1",
+                        "-p", "max_gap_s:=0", "-p", "slop_s:=0")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    driver.wait_for_subscribers(publisher)
+    _feed_sequence(driver, publisher, matches, frames[:2])
+    assert all(c >= 1.0 for c in matches[-1][1].confidence)  # threshold 1: only certain matches, if any
+    result, = _set_parameters(driver, threshold=0)  # an int for a double, at run time
+    assert result.successful, result.reason
+    publisher.publish(image_message(frames[2], stamp(100.2)))
+    _wait_count(driver, matches, 2)
+    assert len(matches[-1][1].confidence) > 20
+    result, = _set_parameters(driver, threshhold=0.5)
+    assert not result.successful and "threshhold" in result.reason, result.reason
+    result, = _set_parameters(driver, threshold="high")
+    assert not result.successful and "threshold" in result.reason, result.reason
+    assert node.process.poll() is None
 
 
 def test_a_parameters_file_is_read_and_a_typo_in_it_is_fatal(live, tmp_path):
@@ -510,44 +535,197 @@ def test_the_feeder_plays_a_rosbag2_with_its_recorded_stamps(live, frames, tmp_p
 
 
 @pytest.mark.slow
-def test_a_30_hz_flood_drops_stale_pairs_with_bounded_latency_and_flat_memory(live, frames, tmp_path):
+def test_a_30_hz_flood_drops_stale_pairs_without_queueing_and_with_flat_memory(live, frames, tmp_path):
     """3000 stereo pairs at 30 Hz, faster than the node matches pairs on a small CPU: the node
-    keeps up by dropping stale pairs (counted), the latency stays bounded and the memory flat.
-    The bounds are generous on purpose; scripts/node_throughput.py measures the figures."""
-    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "threads:=1")  # sensor-data QoS
-    latencies: list[float] = []
+    keeps up by dropping stale pairs (counted) instead of queueing them, and its memory stays flat.
 
-    def on_match(msg) -> None:
-        sent = msg.header1.stamp.sec + msg.header1.stamp.nanosec * 1e-9
-        latencies.append(time.time() - sent)
-
-    matches, _ = driver.collect(MatchArray, "/matcher/matches", on_message=on_match)
+    What is asserted is what the node promises, never a rate, a delivery share or a latency bound
+    (those depend on the machine's load; scripts/node_throughput.py measures them): every image
+    that arrived is accounted for (paired, dropped unpaired, or still waiting for a partner),
+    every pair formed is matched, dropped as stale or still waiting (at most one: no queue), and
+    the pairs published come in the order they were taken (no backlog served late)."""
+    sync_queue_size = 5
+    node, driver = live("-p", "mode:=stereo", "-p", "sync:=exact", "-p", "threads:=1",
+                        "-p", f"sync_queue_size:={sync_queue_size}")  # sensor-data QoS
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
     diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
     left = _frame_folder(tmp_path, "left", frames[:8])
     right = _frame_folder(tmp_path, "right", frames[1:8] + frames[:1])
     total = 3000
+    feed_started = time.time()
     feeder = _feeder(tmp_path, node.domain_id, str(left), "--topic", "/image0", "--right", str(right),
                      "--right-topic", "/image1", "--mono", "--rate", "30", "--count", str(total), "--loop", "--wait", "30")
     rss = []
     while feeder.poll() is None:
         rss.append(node.rss_mb())
         time.sleep(5.0)
-    time.sleep(3.0)
-    rss.append(node.rss_mb())
+    feed_ended = time.time()
     log = (tmp_path / "feeder.log").read_text()
     assert feeder.returncode == 0 and f"published {total} pairs" in log, log
-    rate = float(log.split("(")[-1].split(" Hz")[0])
-    assert rate > 25, f"the feeder itself could not publish at 30 Hz: {log}"
-
+    # Quiet: the node finishes the pair in hand and the one waiting, then publishes nothing more.
+    previous = -1
+    while previous != len(matches):
+        previous = len(matches)
+        time.sleep(3.0)
+    rss.append(node.rss_mb())
+    diagnostics.clear()
+    _wait_count(driver, diagnostics, 1, what="diagnostics")
     values = _values(_statuses(diagnostics)[-1])
-    images, pairs = int(values["images total"]), int(values["inputs total"])
-    processed, dropped = int(values["processed total"]), int(values["dropped stale total"])
-    assert images > 0.8 * 2 * total, values  # best effort on loopback: most frames arrive
-    assert processed > 300, values  # it keeps matching under the flood
-    assert dropped > 0 and processed + dropped <= pairs <= processed + dropped + 1, values  # every pair accounted for
-    assert len(matches) > 0.9 * processed
-    late = sorted(latencies)[int(0.95 * len(latencies))]
-    assert late < 3.0, f"latency p95 {late:.2f} s"  # one inference plus one waiting pair, with room to spare
+    images, unpaired = int(values["images total"]), int(values["unpaired images dropped total"])
+    pairs, processed, dropped = int(values["inputs total"]), int(values["processed total"]), int(values["dropped stale total"])
+
+    assert 0 < images <= 2 * total, values
+    # Every image that arrived: in a pair, dropped without partner, or still waiting for one.
+    assert 2 * pairs + unpaired <= images <= 2 * pairs + unpaired + 2 * sync_queue_size, values
+    # Every pair: matched and published, or replaced by a newer one (counted); none left over
+    # once the input stopped, so nothing queued.
+    assert processed > 0 and dropped > 0, values  # it matches under the flood, and drops instead of queueing
+    assert processed + dropped == pairs, values
+    assert int(values["bad messages total"]) == 0 and int(values["failures total"]) == 0, values
+    # Each MatchArray published is of a newer pair than every one before it.
+    stamps = [(m.header1.stamp.sec, m.header1.stamp.nanosec) for _, m in matches]
+    assert stamps == sorted(set(stamps)), "a pair was published after a newer one"
+    assert all(m.header0.stamp == m.header1.stamp for _, m in matches)  # exact sync
+    # Matching went on through the flood, not only at its start: pairs taken in its second half
+    # (the feeder stamps with this machine's clock) were matched too.
+    middle = (feed_started + feed_ended) / 2
+    assert any(sec + nanosec * 1e-9 > middle for sec, nanosec in stamps), "no pair of the flood's second half matched"
     warm = np.median(rss[1:4])  # after the first few hundred pairs (allocator and model warm-up)
     assert rss[-1] - warm < 60, f"RSS grew from {warm:.0f} MB to {rss[-1]:.0f} MB: {rss}"
     assert node.process.poll() is None
+
+
+def test_sequence_restarts_across_a_gap_and_a_change_of_size(live, frames):
+    """The issue's stream: 640x480 frames, 9 s of silence, then 1280x960 frames. Nothing is paired
+    across the gap or the size change; each restart is counted by reason in /diagnostics."""
+    import cv2
+
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "max_gap_s:=1.0",
+                        "-p", "input_timeout_s:=60.0")
+    publisher = driver.publisher(Image, "/image")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(publisher)
+    driver.wait_for(lambda: _statuses(diagnostics), 10, "a first status")
+    first = _statuses(diagnostics)[0]  # before any image: WARN, not OK "matching at 0.0 Hz"
+    assert first.level == DiagnosticStatus.WARN and first.message == "waiting for images", first
+    _feed_sequence(driver, publisher, matches, frames[:2], start_s=100.0)  # 100.0, 100.1: one pair
+    publisher.publish(image_message(frames[2], stamp(109.1)))  # 9 s later: a restart (gap)
+    time.sleep(1.0)
+    large = [cv2.resize(frame, (1280, 960)) for frame in frames[3:5]]
+    publisher.publish(image_message(large[0], stamp(109.2)))  # another size: a restart (size)
+    time.sleep(1.0)
+    publisher.publish(image_message(large[1], stamp(109.3)))  # pairs with the first large frame
+    _wait_count(driver, matches, 2)
+    time.sleep(1.5)
+    assert len(matches) == 2
+    first, second = matches[0][1], matches[1][1]
+    assert (first.header0.stamp, first.header1.stamp) == (stamp(100.0), stamp(100.1))
+    assert (second.header0.stamp, second.header1.stamp) == (stamp(109.2), stamp(109.3))
+    assert (second.image0_width, second.image0_height, second.image1_width) == (1280, 960, 1280)
+    values = _values(_statuses(diagnostics)[-1])
+    assert values["sequence restarts (gap) total"] == "1" and values["sequence restarts (size) total"] == "1", values
+    assert values["sequence restarts (stamp_backwards) total"] == "0" and values["sequence restarts (frame_id) total"] == "0"
+
+
+KITTI = REPO.parent / "shared" / "data" / "kitti_seq_dev"
+
+
+def _essential_from_one_message(msg):
+    """docs/node.md's consumer example: an essential matrix from one MatchArray alone."""
+    import cv2
+
+    points0 = np.frombuffer(msg.keypoints0, dtype=np.float32).reshape(-1, 2).astype(np.float64)
+    points1 = np.frombuffer(msg.keypoints1, dtype=np.float32).reshape(-1, 2).astype(np.float64)
+    K0 = np.asarray(msg.camera_info0.k, dtype=np.float64).reshape(3, 3)
+    K1 = np.asarray(msg.camera_info1.k, dtype=np.float64).reshape(3, 3)
+    if not K0.any() or not K1.any() or len(points0) < 5:
+        return None  # no calibration with these matches (a zero CameraInfo), or too few matches
+    # Normalised image coordinates (undistorted), so one identity camera matrix serves both images.
+    normalised0 = cv2.undistortPoints(points0.reshape(-1, 1, 2), K0, np.asarray(msg.camera_info0.d)).reshape(-1, 2)
+    normalised1 = cv2.undistortPoints(points1.reshape(-1, 1, 2), K1, np.asarray(msg.camera_info1.d)).reshape(-1, 2)
+    E, inliers = cv2.findEssentialMat(normalised0, normalised1, np.eye(3), method=cv2.RANSAC, prob=0.999,
+                                      threshold=1.0 / K1[0, 0])
+    return E, inliers
+
+
+def test_camera_info_rides_with_the_matches_and_gives_an_essential_matrix(live, tmp_path):
+    """Real KITTI frames and their cameras.json through publish_images.py --camera: each MatchArray
+    carries the published K, and the essential matrix comes from that one message alone."""
+    import cv2
+
+    from coarse_loftr_ros.camera_info import load_cameras
+
+    files = sorted((KITTI / "images").glob("*.png"))[:4]
+    if not files or not (KITTI / "cameras.json").is_file():
+        pytest.skip(f"{KITTI} is absent: this test needs ../shared beside the checkout")
+    camera = load_cameras(KITTI / "cameras.json")["camera"]
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "use_camera_info:=true",
+                        "-p", "max_gap_s:=0", "-r", "image:=/kitti/image_raw", "-r", "camera_info:=/kitti/camera_info")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for(lambda: _statuses(diagnostics), 10, "a first status")
+    assert _values(_statuses(diagnostics)[-1])["camera_info"] == "waiting for /kitti/camera_info"
+    folder = _frame_folder(tmp_path, "kitti", [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
+    feeder = _feeder(tmp_path, node.domain_id, str(folder), "--topic", "/kitti/image_raw", "--camera",
+                     str(KITTI / "cameras.json"), "--mono", "--rate", "2", "--reliable", "--wait", "30", "--loop",
+                     "--count", "8")
+    assert feeder.wait(timeout=120) == 0, (tmp_path / "feeder.log").read_text()
+    _wait_count(driver, matches, 2)
+    with_k = [m for _, m in matches if np.any(m.camera_info1.k)]
+    assert with_k, "no MatchArray carried the CameraInfo"
+    msg = with_k[-1]
+    assert (msg.camera_info1.width, msg.camera_info1.height) == (camera.width, camera.height) == (msg.image1_width, msg.image1_height)
+    np.testing.assert_array_equal(np.asarray(msg.camera_info1.k).reshape(3, 3), camera.matrix)
+    np.testing.assert_array_equal(np.asarray(msg.camera_info0.k).reshape(3, 3), camera.matrix)
+    assert msg.camera_info1.header.frame_id == "camera"
+    E, inliers = _essential_from_one_message(msg)
+    assert E is not None and E.shape == (3, 3), E
+    singular = np.linalg.svd(E, compute_uv=False)
+    assert singular[2] < 1e-6 * singular[0] and abs(singular[0] - singular[1]) < 1e-3 * singular[0]  # an essential matrix
+    assert int(inliers.sum()) > 0.5 * len(msg.confidence)
+    diagnostics.clear()
+    _wait_count(driver, diagnostics, 1, what="diagnostics")
+    values = _values(_statuses(diagnostics)[-1])
+    assert values["camera_info"] == "received" and values["camera_info size mismatches total"] == "0", values
+
+
+def test_a_camera_info_of_another_size_gives_a_zero_one_logged_and_counted(live, frames):
+    """640x480 images with a CameraInfo for 1226x370: published with a zero CameraInfo, never the wrong one."""
+    from sensor_msgs.msg import CameraInfo
+
+    from coarse_loftr_ros.camera_info import PinholeCamera, camera_info_fields
+
+    node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "use_camera_info:=true")
+    publisher, info_publisher = driver.publisher(Image, "/image"), driver.publisher(CameraInfo, "/camera_info")
+    matches, _ = driver.collect(MatchArray, "/matcher/matches")
+    diagnostics, _ = driver.collect(DiagnosticArray, "/diagnostics")
+    driver.wait_for_subscribers(publisher)
+    driver.wait_for_subscribers(info_publisher)
+    info = CameraInfo(**camera_info_fields(PinholeCamera(1226, 370, 707.0, 707.0, 601.0, 183.0)))
+    info_publisher.publish(info)
+    time.sleep(0.5)
+    _feed_sequence(driver, publisher, matches, frames[:3])
+    time.sleep(1.5)
+    assert all(not np.any(m.camera_info0.k) and not np.any(m.camera_info1.k) for _, m in matches)
+    assert all(m.camera_info1.width == 0 for _, m in matches)
+    values = _values(_statuses(diagnostics)[-1])
+    assert int(values["camera_info size mismatches total"]) == 2 * len(matches), values
+    warnings = [line for line in node.log().splitlines() if "[WARN]" in line and "CameraInfo" in line]
+    assert len(warnings) == 1 and "640x480" in warnings[0] and "1226x370" in warnings[0], node.log()  # throttled
+    assert node.process.poll() is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_feeder_stops_cleanly_on_a_signal(frames, tmp_path, sig):
+    """publish_images.py --loop on real frames, stopped by Ctrl-C (or SIGTERM): exit 0, no traceback."""
+    folder = _frame_folder(tmp_path, "frames", frames[:3])
+    feeder = _feeder(tmp_path, next_domain_id(), str(folder), "--loop", "--rate", "20", "--wait", "0")
+    time.sleep(4.0)  # well into the loop
+    assert feeder.poll() is None, (tmp_path / "feeder.log").read_text()
+    feeder.send_signal(sig)
+    returncode = feeder.wait(timeout=30)
+    log = (tmp_path / "feeder.log").read_text()
+    assert returncode == 0, log
+    assert "Traceback" not in log and "RCLError" not in log, log
+    assert "published " in log and " frames in " in log, log
