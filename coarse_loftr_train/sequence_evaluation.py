@@ -293,12 +293,17 @@ class StrideResult:
 
 
 def evaluate_strides(
-    match: PairMatcher, data: SequenceData, strides: Sequence[int] = DEFAULT_STRIDES, progress: Callable[[int], None] | None = None
+    match: PairMatcher,
+    data: SequenceData,
+    strides: Sequence[int] = DEFAULT_STRIDES,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
 ) -> dict[int, StrideResult]:
-    """Match and score every (k, k+s) pair of ``data`` for each stride; ``progress(1)`` after each pair."""
+    """Match and score every (k, k+s) pair of ``data`` (the first ``limit`` per stride) for each
+    stride; ``progress(1)`` after each pair."""
     out = {}
     for stride in strides:
-        result = StrideResult(stride, stride_pairs(len(data), stride), [], [], [])
+        result = StrideResult(stride, stride_pairs(len(data), stride)[:limit], [], [], [])
         for k0, k1 in result.pairs:
             keypoints0, keypoints1 = match(k0, k1)
             result.errors.append(evaluation.relative_pose_error(keypoints0, keypoints1, data.K, data.K, data.relative_pose(k0, k1)))
