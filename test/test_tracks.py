@@ -84,3 +84,24 @@ def test_keyframe_replaced_when_matches_to_it_fall_on_real_frames(kitti_frames):
     assert references == sorted(references)
     for reference, count, nxt in zip(references, counts, references[1:]):
         assert nxt == reference or count < 120
+
+
+@pytest.mark.slow
+def test_the_keyframe_example_of_node_md_runs_as_written():
+    """docs/node.md's keyframe example, verbatim, from the checkout (it reads ../shared)."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    require(KITTI_IMAGES)
+    text = (REPO / "docs" / "node.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "match_extracted(keyframe" in b]
+    assert len(blocks) == 1
+    process = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert process.returncode == 0, process.stderr
+    lines = process.stdout.strip().splitlines()
+    assert len(lines) == 14 and all("matches to the keyframe" in line for line in lines)
+    counts = [int(line.split(": ")[1].split()[0]) for line in lines]
+    assert min(counts) < 120 < max(counts)  # the keyframe was replaced at least once, on real matching
