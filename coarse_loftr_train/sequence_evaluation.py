@@ -239,16 +239,29 @@ def parse_strides(text: str) -> tuple[int, ...]:
 
 
 class FrameCache:
-    """Reads each frame once (unchanged, as cv2 reads it) and keeps it."""
+    """Reads each frame once (unchanged, as cv2 reads it) and keeps it.
 
-    def __init__(self, images: Sequence[Path]) -> None:
+    With ``window`` (frames), asking for frame i forgets the frames more than ``window`` away
+    from it, so a long video visited in time order (``evaluate_strides``' order, window = the
+    largest stride) holds at most 2 * window + 1 frames.
+    """
+
+    def __init__(self, images: Sequence[Path], window: int | None = None) -> None:
         self.images = list(images)
+        self.window = window
         self._frames: dict[int, np.ndarray] = {}
 
     def __getitem__(self, index: int) -> np.ndarray:
         if index not in self._frames:
             self._frames[index] = evaluation._read(self.images[index])
+            _forget_before(self._frames, index, self.window)
         return self._frames[index]
+
+
+def _forget_before(cache: dict[int, object], index: int, window: int | None) -> None:
+    if window is not None:
+        for old in [i for i in cache if abs(i - index) > window]:
+            del cache[old]
 
 
 def pair_matcher(method: evaluation.Method, frames: FrameCache) -> PairMatcher:
@@ -258,12 +271,14 @@ def pair_matcher(method: evaluation.Method, frames: FrameCache) -> PairMatcher:
 
 def keyframe_matcher(matcher, frames: FrameCache) -> PairMatcher:
     """Match frame pairs by index as a SLAM front end does against keyframes: ``Matcher.extract``
-    once per frame (kept), ``Matcher.match_extracted(keyframe, frame)`` per pair."""
+    once per frame (kept while ``frames.window`` says it may be needed), ``Matcher.match_extracted
+    (keyframe, frame)`` per pair."""
     features: dict[int, object] = {}
 
     def get(index: int):
         if index not in features:
             features[index] = matcher.extract(frames[index])
+            _forget_before(features, index, frames.window)
         return features[index]
 
     def match(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -300,18 +315,27 @@ def evaluate_strides(
     limit: int | None = None,
 ) -> dict[int, StrideResult]:
     """Match and score every (k, k+s) pair of ``data`` (the first ``limit`` per stride) for each
-    stride; ``progress(1)`` after each pair."""
-    out = {}
-    for stride in strides:
-        result = StrideResult(stride, stride_pairs(len(data), stride)[:limit], [], [], [])
-        for k0, k1 in result.pairs:
+    stride; ``progress(1)`` after each pair.
+
+    Pairs are visited in time order of their newer frame, as a front end meets them: for each
+    frame j, the pairs (j - s, j) of every stride s (so a ``FrameCache`` window of the largest
+    stride suffices).
+    """
+    out = {stride: StrideResult(stride, [], [], [], []) for stride in strides}
+    wanted = {stride: stride_pairs(len(data), stride)[:limit] for stride in strides}
+    for k1 in range(len(data)):
+        for stride in strides:
+            k0 = k1 - stride
+            result = out[stride]
+            if k0 < 0 or len(result.pairs) >= len(wanted[stride]):
+                continue
             keypoints0, keypoints1 = match(k0, k1)
+            result.pairs.append((k0, k1))
             result.errors.append(evaluation.relative_pose_error(keypoints0, keypoints1, data.K, data.K, data.relative_pose(k0, k1)))
             result.estimates.append(evaluation.estimate_relative_pose(keypoints0, keypoints1, data.K, data.K))
             result.matches.append(len(keypoints0))
             if progress:
                 progress(1)
-        out[stride] = result
     return out
 
 

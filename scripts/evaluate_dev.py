@@ -59,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
     poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses.is_dir() else []
     stereo = evaluation.motorcycle_pair()
     sequence = sequence_evaluation.read_sequence(args.sequence) if args.sequence.is_dir() else None
-    frames = sequence_evaluation.FrameCache(sequence.images) if sequence else None
+    frames = sequence_evaluation.FrameCache(sequence.images, window=max(STRIDES)) if sequence else None
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, method in methods_for(args).items():
         print(f"evaluating {name} ...", flush=True)

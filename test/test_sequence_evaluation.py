@@ -166,3 +166,24 @@ def test_bad_sequences_are_one_line_errors(tmp_path, capsys):
     assert_one_line_error(run_cli("eval", "--sequence", tmp_path / "few", "--camera", tmp_path / "no.json"), "no.json does not exist")
     assert main(["eval", "--poses", str(tmp_path), "--output-trajectory", str(tmp_path / "t.txt")]) == 2
     assert "--output-trajectory needs --sequence" in capsys.readouterr().err
+
+
+def test_strides_of_an_oracle_score_full_auc_and_frames_are_kept_in_a_window(kitti, tmp_path):
+    data = kitti.limited(26)
+    pairs_seen = []
+
+    def oracle(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs_seen.append((k0, k1))
+        return project_ground_truth(data, k0, k1, seed=k0)
+
+    results = seq.evaluate_strides(oracle, data, (1, 5, 20), limit=10)
+    assert {s: r.pairs for s, r in results.items()} == {1: seq.stride_pairs(26, 1)[:10], 5: seq.stride_pairs(26, 5)[:10],
+                                                       20: seq.stride_pairs(26, 20)}
+    for result in results.values():
+        metrics = result.metrics()
+        assert metrics["auc@5deg"] > 99 and metrics["pairs"] == len(result.pairs)
+    assert [k1 for _, k1 in pairs_seen] == sorted(k1 for _, k1 in pairs_seen)  # in time order, as a front end meets them
+    frames = seq.FrameCache(data.images, window=5)
+    for k1 in range(12):
+        frames[max(k1 - 5, 0)], frames[k1]
+    assert sorted(frames._frames) == list(range(6, 12))

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, baselines: dict) -> int:
     if not usable:
         raise CoarseLoftrError(f"{len(data)} frames have no pair at strides {args.strides}; use smaller strides or a larger --limit")
 
-    frames = seq.FrameCache(data.images)
+    frames = seq.FrameCache(data.images, window=max(usable))
     matchers = {}
     for model in args.model or ["default"]:
         matcher = make_matcher(args, model)
