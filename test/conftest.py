@@ -10,17 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from shared_data import REPO, SHARED, require  # noqa: F401  (fixtures below use them)
+
 RELEASED_PT = SHARED / "weights" / "coarse_loftr_trt_student.pt"
 RELEASED_ONNX = SHARED / "weights" / "coarse_loftr_trt_student.onnx"
 FREIBURG = SHARED / "data" / "freiburg_sequence"
-
-
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent: this test needs ../shared beside the checkout")
-    return path
 
 
 @pytest.fixture(scope="session")

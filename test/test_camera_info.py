@@ -16,7 +16,7 @@ from coarse_loftr_ros.camera_info import (
     load_cameras,
     size_matches,
 )
-from conftest import SHARED, require
+from shared_data import SHARED, require
 
 KITTI_CAMERAS = SHARED / "data" / "kitti_seq_dev" / "cameras.json"
 

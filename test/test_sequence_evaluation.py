@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cli_run import assert_one_line_error, run_cli
-from conftest import SHARED, require
+from shared_data import SHARED, require
 from coarse_loftr_train import evaluation as ev
 from coarse_loftr_train import sequence_evaluation as seq
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED, require
+from shared_data import SHARED, require
 from coarse_loftr_ros.pairing import Frame, SequencePairer
 from coarse_loftr_ros.tracks import CellTracker, track_statistics
 
@@ -93,7 +93,7 @@ def test_the_keyframe_example_of_node_md_runs_as_written():
     import subprocess
     import sys
 
-    from conftest import REPO
+    from shared_data import REPO
 
     require(KITTI_IMAGES)
     text = (REPO / "docs" / "node.md").read_text()
