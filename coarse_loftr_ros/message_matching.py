@@ -135,8 +135,9 @@ class MessageMatcher:
         except ImageError:
             # The matcher refused the frame before changing its own state (Matcher.prepare
             # runs first): undo the policy's step too, so the next frame pairs with the last
-            # good one. (After a restart the matcher was reset: its next match_next returns
-            # None and the branch above starts the sequence there.)
+            # good one. (On a restart the frame is checked before the matcher is reset; should
+            # the reset happen anyway, the next match_next returns None and the branch above
+            # starts the sequence there.)
             self.pairer = before
             self.last_restart = None
             raise
