@@ -151,6 +151,7 @@ class MatcherNode(Node):
         self.config = self._declare_parameters()
         self._statistics = MatcherStatistics()
         self._slot: LatestOnlySlot[tuple] = LatestOnlySlot()
+        self._behind = False  # a waiting pair was replaced since the worker last took one
         self._bad_message_log = _ProblemThrottle(_BAD_MESSAGE_LOG_PERIOD_S)
 
         from .matcher import Matcher  # onnxruntime / torch / TensorRT load here
@@ -332,6 +333,7 @@ class MatcherNode(Node):
         self._statistics.record_input()
         if self._slot.put(item):
             self._statistics.record_dropped()
+            self._behind = True
 
     # ----- the worker -----
 
@@ -341,6 +343,13 @@ class MatcherNode(Node):
             if item is None:
                 continue
             received, msg0, msg1 = item
+            # Behind (a newer pair replaced a waiting one since the last take): shed the steps
+            # after the model's first run before shedding more frames. Only this thread sets the
+            # matcher's budget, so a parameter change cannot race it.
+            behind, self._behind = self._behind, False
+            self._matcher.max_model_runs = 1 if behind else self.config.max_model_runs
+            if behind and self.config.max_model_runs > 1:
+                self._statistics.record_shed()
             try:
                 if msg1 is not None:
                     matched = self._streams.match_stereo(msg0, msg1)

@@ -59,6 +59,7 @@ class MatcherStatistics:
         self.inputs = 0
         self.processed = 0
         self.dropped = 0
+        self.shed = 0
         self.bad_messages = 0
         self.failures = 0
         self.restarts = {reason: 0 for reason in RESTART_REASONS}
@@ -111,6 +112,11 @@ class MatcherStatistics:
             self.failures += 1
             self._failures.append(now)
 
+    def record_shed(self, count: int = 1) -> None:
+        """A pair was matched with one model run (no prior, search or rewarp): the node was behind."""
+        with self._lock:
+            self.shed += count
+
     def record_restart(self, reason: str) -> None:
         """A frame restarted the sequence; ``reason`` is one of ``pairing.RESTART_REASONS``."""
         if reason not in self.restarts:
@@ -160,6 +166,7 @@ class MatcherStatistics:
                 "inputs total": str(self.inputs),
                 "processed total": str(self.processed),
                 "dropped stale total": str(self.dropped),
+                "steps shed total": str(self.shed),
                 "bad messages total": str(self.bad_messages),
                 "failures total": str(self.failures),
                 "overlays total": str(self.overlays),

@@ -88,12 +88,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0, maximum=100000, dynamic=True),
     ParameterSpec("lk_refinement", True, "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
                   "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
-    ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by +-30 and +-60 "
-                  "degrees, then scaled by 0.6 and 1.6 at the best angle, and keep the best view (up to 7x the "
-                  "time on such pairs, 8x with the rewarp of the view found)", dynamic=True),
+    ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by the angle its "
+                  "gradients predict, then by +-30/+-60 degrees or scaled by 0.6/1.6, and keep the best view "
+                  "(within max_model_runs)", dynamic=True),
     ParameterSpec("rewarp", True, "when a pair matches weakly and its matches agree on a homography far from a "
                   "shift (perspective, zoom, rotation), warp image 1 onto image 0 by it, match again and keep the "
                   "better (one more model run on such pairs)", dynamic=True),
+    ParameterSpec("max_model_runs", 3, "the most model runs one pair may cost (1 = upright only: no motion prior, "
+                  "search or rewarp); a pair taken while the node is behind (a newer pair replaced a waiting one) "
+                  "gets 1, counted as 'steps shed total'", minimum=1, maximum=32, dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
     ParameterSpec("input_width", 0, "torch / tensorrt: model input width in pixels; 0 = the model's own "
                   "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),
@@ -147,6 +150,7 @@ class NodeConfig:
     lk_refinement: bool
     rotation_search: bool
     rewarp: bool
+    max_model_runs: int
     threads: int
     input_width: int
     input_height: int
@@ -264,6 +268,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "lk_refinement": config.lk_refinement,
         "rotation_search": config.rotation_search,
         "rewarp": config.rewarp,
+        "max_model_runs": config.max_model_runs,
     }
     input_size = (config.input_width, config.input_height) if config.input_width else None
     if backend == "onnxruntime" and config.threads:

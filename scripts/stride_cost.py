@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Model runs and time per pair by frame distance on a real video, for several budgets.
+
+    python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --strides 1 5 10 20 --runs 3 8 --json runs/stride_cost.json
+
+For each budget (``Matcher(max_model_runs=N)``) and stride s: pair mode on every pair (k, k+s),
+and sequence mode on every s-th frame (``match_next``, where the motion prior applies), each
+with model runs per pair (mean / p95 / max) and wall time per pair (median / p95 ms), all in one
+process so that the ratios between rows compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from coarse_loftr_ros import Matcher
+from coarse_loftr_ros.bench import frame_files
+from coarse_loftr_ros.imageio import read_image
+
+
+def stats(results: list) -> dict:
+    runs = np.array([r.model_runs for r in results])
+    ms = np.array([r.timing_ms["total"] for r in results])
+    return {"pairs": len(results), "runs_mean": round(float(runs.mean()), 2), "runs_p95": float(np.percentile(runs, 95)),
+            "runs_max": int(runs.max()), "ms_median": round(float(np.median(ms)), 1), "ms_p95": round(float(np.percentile(ms, 95)), 1),
+            "matches_median": int(np.median([len(r) for r in results]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("frames", type=Path)
+    parser.add_argument("--strides", type=int, nargs="+", default=[1, 5, 10, 20])
+    parser.add_argument("--runs", type=int, nargs="+", default=[3, 8])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    frames = [read_image(p) for p in frame_files(args.frames)]
+    report: dict = {}
+    for budget in args.runs:
+        pair, sequence = Matcher(max_model_runs=budget), Matcher(max_model_runs=budget)
+        pair.match(frames[0], frames[1])  # warm up
+        for stride in args.strides:
+            results = [pair.match(frames[k], frames[k + stride]) for k in tqdm(range(len(frames) - stride), desc=f"runs {budget} stride {stride}", leave=False)]
+            sequence.reset()
+            chained = [sequence.match_next(frame) for frame in frames[::stride]][1:]
+            report[f"runs{budget}_stride{stride}"] = {"pair": stats(results), "sequence": stats(chained)}
+            print(budget, stride, json.dumps(report[f"runs{budget}_stride{stride}"]), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
