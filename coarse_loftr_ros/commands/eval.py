@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         matcher = Matcher(
             model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
             lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp,
+            input_size=args.input_size,
         )
         methods[model] = evaluation.matcher_method(matcher)
 
