@@ -611,9 +611,7 @@ def plan_from_onnx(
     onnx = _import_onnx()
     model = load_onnx_graph(path)
     declared = declared_inputs(model)
-    if input_size is None and onnx_metadata(model).get("coarse_loftr.dynamic_input") == "true":
-        width, height = onnx_metadata(model)["coarse_loftr.input_size"].split("x")
-        input_size = (int(width), int(height))  # a dynamic-size export: the size it was exported for
+    input_size = default_input_size(model, input_size)
     overrides = {**feature_map_shapes(declared, input_size, _metadata_stride(model)), **(input_shapes or {})}
     resolved = resolve_input_shapes(declared, input_size, overrides)
     initializers = {init.name for init in model.graph.initializer}
@@ -824,9 +822,10 @@ def build_engine_file(
     graph = load_onnx_graph(onnx_path)
     declared = declared_inputs(graph)
     stride = _metadata_stride(graph)
-    overrides = {**feature_map_shapes(declared, options.input_size, stride), **(options.input_shapes or {})}
-    resolved = resolve_input_shapes(declared, options.input_size, overrides)
-    input_size = image_input_size(resolved) or options.input_size
+    wanted = default_input_size(graph, options.input_size)
+    overrides = {**feature_map_shapes(declared, wanted, stride), **(options.input_shapes or {})}
+    resolved = resolve_input_shapes(declared, wanted, overrides)
+    input_size = image_input_size(resolved) or wanted
     if options.size_range is not None:
         if input_size is None or stride is None:
             raise ModelError(f"a size range needs a model of `coarse-loftr export` with dynamic image or feature inputs; {onnx_path} has none")
@@ -924,6 +923,16 @@ def build_engine_file(
     write_atomically(engine_path, bytes(serialized))
     LOG.info("wrote %s (%.1f MB)", engine_path, engine_path.stat().st_size / 1e6)
     return built
+
+
+def default_input_size(graph: Any, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``input_size``, or for None the default size a dynamic-size export of `coarse-loftr
+    export` records (metadata ``input_size``, 640x480 for the shipped model); else None."""
+    metadata = onnx_metadata(graph)
+    if input_size is None and metadata.get("coarse_loftr.dynamic_input") == "true" and "coarse_loftr.input_size" in metadata:
+        width, height = metadata["coarse_loftr.input_size"].lower().split("x")
+        return int(width), int(height)
+    return input_size
 
 
 def _metadata_stride(graph: Any) -> int | None:

@@ -282,6 +282,14 @@ def test_dynamic_export_plans_at_any_size_with_the_feature_maps_following(small_
         assert [s.shape for s in matching if s.name == "keypoints1"] == [(1, 32, 2)]  # K stays the export's top-k
 
 
+def test_a_dynamic_export_defaults_to_the_size_it_was_exported_for(small_export: Path) -> None:
+    from coarse_loftr_ros.tensorrt_engine import default_input_size, load_onnx_graph
+
+    graph = load_onnx_graph(small_export)
+    assert default_input_size(graph, None) == (160, 128)
+    assert default_input_size(graph, (320, 96)) == (320, 96)
+
+
 def test_feature_map_shapes_divide_the_image_size_by_the_stride() -> None:
     declared = {"features0": (1, 288, -1, -1), "image": (1, 1, -1, -1), "fixed": (1, 8, 4, 4)}
     assert feature_map_shapes(declared, (1216, 368), 16) == {"features0": (1, 288, 23, 76)}

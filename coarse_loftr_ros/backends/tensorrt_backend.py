@@ -39,6 +39,7 @@ from ..tensorrt_engine import (  # the engine module owns the TensorRT/CUDA impo
     cached_engine_path,
     declared_inputs,
     default_cache_dir,
+    default_input_size,
     device_identity,
     feature_map_shapes,
     file_sha256,
@@ -202,6 +203,7 @@ def ensure_engine(
     onnx_path = Path(onnx_path)
     graph = load_onnx_graph(onnx_path)
     declared = declared_inputs(graph)
+    input_size = default_input_size(graph, input_size)
     stride = onnx_metadata(graph).get(METADATA_PREFIX + "stride")
     resolved = resolve_input_shapes(declared, input_size, feature_map_shapes(declared, input_size, int(stride) if stride else None))
     size = image_input_size(resolved) or input_size  # a graph without image input: its model's size
