@@ -1,7 +1,7 @@
 """The coarse level of LoFTR (Sun et al., CVPR 2021) in plain PyTorch.
 
 Only matmul, reshape, sum and standard layers are used (no einsum, no einops), so the
-network exports to ONNX with static shapes and builds in TensorRT 8.5+.
+network exports to ONNX (static or dynamic height and width) and builds in TensorRT 8.5+.
 
 Tensor conventions: images are ``[B, 1, H, W]`` float32 grayscale in [0, 1]; coarse
 features are ``[B, L, C]`` with ``L = (H / stride) * (W / stride)`` cells in row-major
@@ -298,7 +298,7 @@ class SubPixelRefinement(nn.Module):
     fine features centred on cell j's pixel; a softmax over the patch and its expectation
     (soft-argmax) give the offset, in model-input pixels, of the match from cell j's pixel.
     Patch pixels off image 1's map score zero (as with zero padding). Only gathers,
-    matrix products and a softmax: ONNX/TensorRT friendly with static shapes.
+    matrix products and a softmax: ONNX/TensorRT friendly, at any grid size.
     """
 
     def __init__(self, config: ModelConfig) -> None:

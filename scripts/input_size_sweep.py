@@ -111,6 +111,27 @@ def sweep(data: Path, sizes: list, limit: int | None) -> dict:
     return results
 
 
+def model_timing(data: Path, sizes: list, runs: int) -> dict[str, float]:
+    """Median ms of one pair-graph run (``backend.run``, the model alone, no steps after it) per
+    size, on the first pair of ``pairs.txt``, after one warm-up run."""
+    path0, path1, _, _ = read_pairs(data, 1)[0]
+    images = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in (path0, path1)]
+    out = {}
+    for size in sizes:
+        matcher = Matcher(input_size=size)
+        tensors = [matcher.prepare(image)[0] for image in images]
+        matcher.backend.run(*tensors)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            matcher.backend.run(*tensors)
+            times.append((time.perf_counter() - start) * 1e3)
+        label = size if isinstance(size, str) else f"{size[0]}x{size[1]}"
+        out[label] = statistics.median(times)
+        print(f"{label} ({matcher.input_size[0]}x{matcher.input_size[1]}): model alone {out[label]:.1f} ms per run", flush=True)
+    return out
+
+
 def format_table(results: dict) -> str:
     strides = sorted({int(s) for r in results.values() for s in r["strides"]})
     head = "| input size | " + " | ".join(f"stride {s} AUC@5/10/20" for s in strides) + " | matches (stride 1) | median ms per pair |"
@@ -128,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="640x480,auto,1216x368", help="comma-separated WxH or auto (default %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="at most N pairs per stride")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--model-timing", type=int, default=0, metavar="N",
+                        help="instead: the median of N runs of the model alone per size, on the first pair")
     args = parser.parse_args(argv)
     sizes = [input_size_arg(text) for text in args.sizes.split(",")]
+    if args.model_timing:
+        model_timing(args.data, sizes, args.model_timing)
+        return 0
     start = time.perf_counter()
     results = sweep(args.data, sizes, args.limit)
     print(format_table(results))

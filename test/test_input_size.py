@@ -244,3 +244,29 @@ def test_a_fixed_shape_graph_takes_only_its_own_size(tmp_path):
     assert Matcher(model=path, input_size=(160, 128)).input_size == (160, 128)
     with pytest.raises(ModelError, match="fixed 160x128 input, not 320x240; export it with dynamic height and width"):
         Matcher(model=path, input_size=(320, 240))
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_match_command_takes_input_size(tmp_path):
+    import json
+
+    import cv2
+
+    from cli_run import assert_one_line_error, run_cli
+
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, image in zip(paths, _real_pair()):
+        cv2.imwrite(str(path), image)
+    out = tmp_path / "m.json"
+    done = run_cli("match", *paths, "--input-size", "960x288", "--no-rotation-search", "--no-rewarp", "--json", out)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["grid_size"] == [60, 18]
+    done = run_cli("match", *paths, "--input-size", "auto", "--no-rotation-search", "--no-rewarp", "--json", out)
+    assert done.returncode == 0, done.stderr
+    width, height = cv2.imread(str(paths[0])).shape[1::-1]
+    columns, rows = (v // 16 for v in auto_input_size((width, height), 16))
+    assert json.loads(out.read_text())["grid_size"] == [columns, rows]
+    assert_one_line_error(run_cli("match", *paths, "--input-size", "1000x300"), "not a multiple of the model's stride 16")
+    assert_one_line_error(run_cli("match", *paths, "--input-size", "960"), "--input-size", "WIDTHxHEIGHT")
