@@ -65,7 +65,7 @@ def grid_of(features: torch.Tensor) -> Grid:
 def cell_points(cells: torch.Tensor, columns, stride: int) -> torch.Tensor:
     """Model-input pixel (x, y) of row-major coarse cells (int ``[...]``): float32 ``[..., 2]``."""
     column = cells % columns
-    row = torch.div(cells, columns, rounding_mode="floor")
+    row = torch.div(cells, columns, rounding_mode="trunc")  # cells >= 0: floor; one ONNX Div, not Div with sign fixes
     return torch.stack([column, row], dim=-1).to(torch.float32) * stride
 
 
@@ -77,7 +77,7 @@ def cell_coordinates(columns: int, rows: int, stride: int) -> torch.Tensor:
 def inside_border(cells: torch.Tensor, grid: Grid, border: int) -> torch.Tensor:
     """Bool like ``cells``: True for row-major cells at least ``border`` cells from the grid's edge."""
     columns, rows = grid
-    row = torch.div(cells, columns, rounding_mode="floor")
+    row = torch.div(cells, columns, rounding_mode="trunc")  # cells >= 0
     column = cells % columns
     return (row >= border) & (row < rows - border) & (column >= border) & (column < columns - border)
 

@@ -282,7 +282,7 @@ def cell_squares(cells: torch.Tensor, columns: int | torch.Tensor, height: int, 
     """
     r = cells_per_coarse
     dx, dy = (t.to(cells.device) for t in window_offsets(2 * radius + 1))
-    y = torch.div(cells, columns, rounding_mode="floor")[..., None] * r + dy
+    y = torch.div(cells, columns, rounding_mode="trunc")[..., None] * r + dy  # cells >= 0: floor, one ONNX Div
     x = (cells % columns)[..., None] * r + dx
     inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
     return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.to(torch.float32)
