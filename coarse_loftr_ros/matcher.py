@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from .backends import create_backend
-from .backends.base import Backend, RawMatches
+from .backends.base import Backend, RawMatches, set_input_size
 from .errors import ImageError
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_threshold
-from .preprocess import Letterbox, check_size, to_grayscale, to_model_input
+from .preprocess import InputSizeError, Letterbox, auto_input_size, check_layout, check_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, as_homography
@@ -77,6 +77,13 @@ class Matcher:
             the fixed angles and scales of the search.
         motion_prior: in sequence mode, try the view the previous pair was matched in (turned,
             scaled or rewarped) before the upright one (``steps.MotionPrior``).
+        input_size: the model input (width, height) in pixels. None (default): the model's
+            own (640x480 for the shipped model). A tuple: that size, whole multiples of the
+            model's stride (16 px), at least 4 cells each way and at most 1280x1024 pixels; a
+            model exported with fixed shapes takes only its own. ``"auto"``: chosen from the
+            first image the matcher sees (image 0 of the first pair, or the first frame) to
+            follow its aspect ratio at about 640x480 pixels (``preprocess.auto_input_size``:
+            1226x370 KITTI frames -> 1008x304), then kept for every later pair.
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -97,6 +104,7 @@ class Matcher:
         rewarp: bool = True,
         max_model_runs: int = DEFAULT_MAX_MODEL_RUNS,
         motion_prior: bool = True,
+        input_size: tuple[int, int] | str | None = None,
         **backend_options,
     ) -> None:
         # Checked before the model is opened: a bad value fails fast, with one line.
@@ -105,18 +113,18 @@ class Matcher:
         self.lk_refinement = lk_refinement
         self.rotation_search = bool(rotation_search)
         self.rewarp = bool(rewarp)
+        if not (input_size is None or input_size == "auto" or isinstance(input_size, (tuple, list))):
+            raise InputSizeError(f"input_size must be (width, height), 'auto' or None, got {input_size!r}")
         self.max_model_runs = max_model_runs
         self.motion_prior = bool(motion_prior)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
-        width, height = self.backend.input_size
-        self.grid_size = (width // self.backend.stride, height // self.backend.stride)
+        self._auto_input_size = input_size == "auto"  # chosen by _choose_input_size from the first image
+        if isinstance(input_size, (tuple, list)):
+            set_input_size(self.backend, tuple(input_size))
+        self._grid_points: tuple[tuple[int, int], np.ndarray] | None = None  # (grid, its cell points), see _cell_points
         self._previous: FrameFeatures | None = None
         self._prior: np.ndarray | None = None  # sequence mode: the previous pair's view transform (3x3)
-        stride = self.backend.stride
-        columns = self.grid_size[0]
-        cells = np.arange(self.grid_size[0] * self.grid_size[1])
-        self._cell_points = np.stack([cells % columns, cells // columns], axis=1).astype(np.float32) * stride
         self._sequence_features = bool(getattr(self.backend, "supports_features", False))
 
     @property
@@ -170,8 +178,33 @@ class Matcher:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """(width, height) of the model input in pixels."""
+        """(width, height) of the model input in pixels (with ``input_size="auto"``: the
+        model's own until the first image has chosen it)."""
         return self.backend.input_size
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(columns, rows) of coarse cells of the model input."""
+        width, height = self.input_size
+        return width // self.backend.stride, height // self.backend.stride
+
+    @property
+    def _cell_points(self) -> np.ndarray:
+        """Model-input pixel (x, y) of every coarse cell, row-major, float32 (L, 2); cached per grid."""
+        grid = self.grid_size
+        if self._grid_points is None or self._grid_points[0] != grid:
+            cells = np.arange(grid[0] * grid[1])
+            points = np.stack([cells % grid[0], cells // grid[0]], axis=1).astype(np.float32) * self.backend.stride
+            self._grid_points = (grid, points)
+        return self._grid_points[1]
+
+    def _choose_input_size(self, image: np.ndarray) -> None:
+        """With ``input_size="auto"``, the first image sets the model input (then never again)."""
+        if self._auto_input_size:
+            check_layout(image)
+            height, width = image.shape[:2]
+            set_input_size(self.backend, auto_input_size((width, height), self.backend.stride, max_size=getattr(self.backend, "max_input_size", None)))
+            self._auto_input_size = False
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """Validate an image and convert it to the model input (see ``preprocess``)."""
@@ -230,6 +263,7 @@ class Matcher:
     def _grayscale(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray):
             raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
+        self._choose_input_size(image)
         check_size(image, self.backend.stride, self.input_size)
         return to_grayscale(image)
 

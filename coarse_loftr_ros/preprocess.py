@@ -12,12 +12,13 @@ aligns pixel centres, so a model-input point ``p`` maps back to ``(p + 0.5) / sc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, OptionError
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,84 @@ def check_size(image: np.ndarray, stride: int, input_size: tuple[int, int] | Non
                 f"becomes {resized[0]}x{resized[1]} in the {input_size[0]}x{input_size[1]} model input, less than one coarse cell "
                 f"({stride} px) across; crop it to at most {input_size[0] // stride}:1 (width:height) or 1:{input_size[1] // stride}"
             )
+
+
+DEFAULT_INPUT_SIZE = (640, 480)
+"""(width, height) of the model input when none is chosen: the size every model here was trained at."""
+AUTO_INPUT_PIXELS = DEFAULT_INPUT_SIZE[0] * DEFAULT_INPUT_SIZE[1]
+"""Pixel count ``auto_input_size`` aims at: that of the default input (307200)."""
+MIN_INPUT_CELLS = 4
+"""Fewest coarse cells a model input may have across and down."""
+MAX_INPUT_PIXELS = 1280 * 1024
+"""Largest model input in pixels (1310720, 4.3x the default): the dual-softmax logits grow with
+the square of the cell count (two float32 [1, L, L] matrices, 105 MB each at this size)."""
+
+
+class InputSizeError(OptionError):
+    """A model input size the model cannot take (not a multiple of its stride, too small, too large)."""
+
+
+def check_input_size(size: object, stride: int, max_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``size`` as a (width, height) tuple of ints, or InputSizeError (one line).
+
+    Accepted: whole multiples of ``stride`` (the model's coarse cell, pixels), at least
+    ``MIN_INPUT_CELLS`` cells across and down, at most ``MAX_INPUT_PIXELS`` pixels in all and,
+    given ``max_size`` (the model's largest (width, height), e.g. its position encoding's
+    reach), at most that in each direction.
+    """
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in size)
+    ):
+        raise InputSizeError(f"input size must be (width, height) in whole pixels, 'auto' or None, got {size!r}")
+    width, height = int(size[0]), int(size[1])
+    if width % stride or height % stride:
+        below = (max(stride, width // stride * stride), max(stride, height // stride * stride))
+        raise InputSizeError(
+            f"input size {width}x{height} is not a multiple of the model's stride {stride} px; use e.g. {below[0]}x{below[1]}"
+        )
+    smallest = MIN_INPUT_CELLS * stride
+    if width < smallest or height < smallest:
+        raise InputSizeError(f"input size {width}x{height} is too small: at least {smallest}x{smallest} ({MIN_INPUT_CELLS} cells of {stride} px each way)")
+    if width * height > MAX_INPUT_PIXELS:
+        raise InputSizeError(
+            f"input size {width}x{height} has {width * height} pixels, more than the limit {MAX_INPUT_PIXELS} (1280x1024): "
+            "matching memory grows with the square of the pixel count"
+        )
+    if max_size is not None and (width > max_size[0] or height > max_size[1]):
+        raise InputSizeError(f"input size {width}x{height} exceeds the model's largest input {max_size[0]}x{max_size[1]}")
+    return width, height
+
+
+def auto_input_size(
+    image_size: tuple[int, int], stride: int, pixels: int = AUTO_INPUT_PIXELS, max_size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The model input (width, height) that follows an image's aspect ratio at about ``pixels`` pixels.
+
+    Rule: the exact size of that area and aspect ratio, ``W = sqrt(pixels * w / h)``, ``H =
+    sqrt(pixels * h / w)``, each rounded to the nearest multiple of ``stride`` (halves up),
+    then kept within ``MIN_INPUT_CELLS`` cells and ``max_size`` (the model's, default 256 cells)
+    each way and, shrinking the longer side by whole cells, ``MAX_INPUT_PIXELS``. A 1226x370
+    KITTI frame gives 1008x304 (306432 px, 63x19 cells of 16 px), a 4:3 image 640x480,
+    1280x720 gives 736x416.
+    """
+    width, height = image_size
+    if width < 1 or height < 1:
+        raise InputSizeError(f"cannot choose an input size for an image of {width}x{height} pixels")
+    largest = max_size or (256 * stride, 256 * stride)
+
+    def cells(ideal: float, limit: int) -> int:
+        return min(max(MIN_INPUT_CELLS, math.floor(ideal / stride + 0.5)), limit // stride)
+
+    columns = cells(math.sqrt(pixels * width / height), largest[0])
+    rows = cells(math.sqrt(pixels * height / width), largest[1])
+    while columns * rows * stride * stride > MAX_INPUT_PIXELS:
+        if columns >= rows:
+            columns -= 1
+        else:
+            rows -= 1
+    return columns * stride, rows * stride
 
 
 def to_model_input(image: np.ndarray, input_size: tuple[int, int], stride: int = 8) -> tuple[np.ndarray, Letterbox]:

@@ -480,17 +480,68 @@ def image_input_size(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int] | No
     return next(iter(sizes), None)
 
 
-def optimization_profile_shapes(
-    declared: dict[str, tuple[int, ...]], resolved: dict[str, tuple[int, ...]]
-) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """(min, opt, max) shapes for each dynamic input: all three pinned to the resolved shape.
+SizeRange = tuple[tuple[int, int], tuple[int, int]]  # ((min width, min height), (max width, max height)), pixels
 
-    An engine is built for one input size (it is part of the cache key), so the profile
-    allows exactly that size; static inputs need no profile and are left out.
-    """
+
+def feature_map_shapes(
+    declared: dict[str, tuple[int, ...]], input_size: tuple[int, int] | None, stride: int | None
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of the dynamic feature-map inputs ``[N, C, rows, columns]`` (C > 1) of a
+    sequence-mode matching graph at image size ``input_size`` (width, height) and coarse
+    ``stride``: ``(1, C, height / stride, width / stride)``; empty without size or stride."""
+    if input_size is None or stride is None:
+        return {}
+    width, height = input_size
     return {
-        name: (resolved[name],) * 3 for name, shape in declared.items() if any(d < 0 for d in shape)
+        name: (1, shape[1], height // stride, width // stride)
+        for name, shape in declared.items()
+        if len(shape) == 4 and shape[1] > 1 and (shape[2] < 0 or shape[3] < 0)
     }
+
+
+def check_size_range(size_range: SizeRange, best: tuple[int, int], stride: int) -> SizeRange:
+    """``size_range`` validated: multiples of ``stride``, min <= ``best`` (the size the engine is
+    tuned for) <= max in each direction; ModelError (one line) otherwise."""
+    (min_w, min_h), (max_w, max_h) = size_range
+    if any(v % stride or v <= 0 for v in (min_w, min_h, max_w, max_h)):
+        raise ModelError(f"profile sizes {min_w}x{min_h} .. {max_w}x{max_h} must be positive multiples of the stride {stride}")
+    if not (min_w <= best[0] <= max_w and min_h <= best[1] <= max_h):
+        raise ModelError(f"the engine's size {best[0]}x{best[1]} lies outside its profile {min_w}x{min_h} .. {max_w}x{max_h}")
+    return (min_w, min_h), (max_w, max_h)
+
+
+def optimization_profile_shapes(
+    declared: dict[str, tuple[int, ...]],
+    resolved: dict[str, tuple[int, ...]],
+    size_range: SizeRange | None = None,
+    stride: int | None = None,
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(min, opt, max) shapes for each dynamic input (``IOptimizationProfile.set_shape``).
+
+    Without ``size_range`` all three are pinned to the resolved shape: an engine for one
+    input size (it is part of the cache key). With ``size_range`` (pixels), image inputs
+    ``[N, 1, H, W]`` span it, feature maps ``[N, C, rows, columns]`` span it divided by
+    ``stride``, and opt is the resolved shape (the size TensorRT tunes its kernels for).
+    Static inputs need no profile and are left out.
+    """
+    profiles = {}
+    for name, shape in declared.items():
+        if not any(d < 0 for d in shape):
+            continue
+        best = resolved[name]
+        if size_range is None or len(best) != 4:
+            profiles[name] = (best,) * 3
+            continue
+        divisor = 1 if is_image_shape(shape) else stride
+        if divisor is None:
+            raise ModelError(f"input {name!r} is a feature map; its profile needs the model's stride")
+        (min_w, min_h), (max_w, max_h) = size_range
+        smallest = (best[0], best[1], min_h // divisor, min_w // divisor)
+        largest = (best[0], best[1], max_h // divisor, max_w // divisor)
+        if not all(s <= b <= g for s, b, g in zip(smallest, best, largest)):
+            raise ModelError(f"input {name!r}: shape {best} lies outside the profile {smallest} .. {largest}")
+        profiles[name] = (smallest, best, largest)
+    return profiles
 
 
 def _import_onnx() -> Any:
@@ -546,7 +597,9 @@ def plan_from_onnx(
 ) -> list[TensorSpec]:
     """Buffer plan of an ONNX model: its inputs then outputs, shapes resolved for one input size.
 
-    Dynamic input dimensions are resolved by ``resolve_input_shapes``; output shapes then
+    Dynamic input dimensions are resolved by ``resolve_input_shapes`` (the feature maps of a
+    dynamic-size sequence-mode graph by ``feature_map_shapes``; without ``input_size`` a
+    dynamic-size export of `coarse-loftr export` takes its metadata's default); output shapes then
     come from ONNX shape inference on the model with those input shapes fixed. The
     TensorRT runtime builds the same plan from the engine; TensorRT before 9 turns int64
     tensors into int32, so dtypes may differ there (shapes and names do not).
@@ -558,7 +611,9 @@ def plan_from_onnx(
     onnx = _import_onnx()
     model = load_onnx_graph(path)
     declared = declared_inputs(model)
-    resolved = resolve_input_shapes(declared, input_size, input_shapes)
+    input_size = default_input_size(model, input_size)
+    overrides = {**feature_map_shapes(declared, input_size, _metadata_stride(model)), **(input_shapes or {})}
+    resolved = resolve_input_shapes(declared, input_size, overrides)
     initializers = {init.name for init in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in initializers]
 
@@ -569,7 +624,8 @@ def plan_from_onnx(
                 dim.ClearField("dim_param")
                 dim.dim_value = size
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+            # data_prop: follows the Shape -> Gather -> Reshape chains of a dynamic-size export
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
         except Exception as error:
             raise ModelError(f"ONNX shape inference failed on {path}: {error}") from None
         outputs = list(inferred.graph.output)
@@ -713,7 +769,9 @@ class BuildOptions:
             fallback, needs ``calibration_images`` or an existing ``calibration_cache``).
         workspace_mb: builder scratch memory limit in MiB.
         input_size: (width, height) for models with dynamic image inputs; a static model
-            must match it when given.
+            must match it when given. With ``size_range`` it is the profile's opt size.
+        size_range: ((min width, min height), (max width, max height)) pixels the engine
+            accepts (an optimisation profile); None: ``input_size`` only.
         input_shapes: explicit shapes of non-image dynamic inputs.
         calibration_images: folder of images for INT8 calibration.
         calibration_cache: the calibration cache file (default ``<engine>.calib``).
@@ -723,6 +781,7 @@ class BuildOptions:
     precision: str = "fp32"
     workspace_mb: int = DEFAULT_WORKSPACE_MB
     input_size: tuple[int, int] | None = None
+    size_range: SizeRange | None = None
     input_shapes: dict[str, tuple[int, ...]] | None = None
     calibration_images: str | None = None
     calibration_cache: str | None = None
@@ -762,8 +821,15 @@ def build_engine_file(
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     graph = load_onnx_graph(onnx_path)
     declared = declared_inputs(graph)
-    resolved = resolve_input_shapes(declared, options.input_size, options.input_shapes)
-    input_size = image_input_size(resolved)
+    stride = _metadata_stride(graph)
+    wanted = default_input_size(graph, options.input_size)
+    overrides = {**feature_map_shapes(declared, wanted, stride), **(options.input_shapes or {})}
+    resolved = resolve_input_shapes(declared, wanted, overrides)
+    input_size = image_input_size(resolved) or wanted
+    if options.size_range is not None:
+        if input_size is None or stride is None:
+            raise ModelError(f"a size range needs a model of `coarse-loftr export` with dynamic image or feature inputs; {onnx_path} has none")
+        check_size_range(options.size_range, input_size, stride)
 
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -796,7 +862,7 @@ def build_engine_file(
     if options.precision == "fp16" and hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
         LOG.warning("this GPU has no fast FP16; the engine will mostly run FP32 kernels")
 
-    profile_shapes = optimization_profile_shapes(declared, resolved)
+    profile_shapes = optimization_profile_shapes(declared, resolved, options.size_range, stride)
     if profile_shapes:
         profile = builder.create_optimization_profile()
         for name, (smallest, best, largest) in profile_shapes.items():
@@ -835,7 +901,7 @@ def build_engine_file(
         raise ModelError(f"TensorRT could not build an engine from {onnx_path}; rerun with --verbose to see why")
 
     gpu_name, capability = device_identity()
-    plan = plan_from_onnx(onnx_path, input_size, options.input_shapes)
+    plan = plan_from_onnx(onnx_path, input_size, overrides)
     built = {
         "format": 1,
         "onnx": str(onnx_path),
@@ -845,6 +911,7 @@ def build_engine_file(
         "compute_capability": list(capability),
         "precision": options.precision,
         "input_size": list(input_size) if input_size else None,
+        "input_size_range": [list(v) for v in options.size_range] if options.size_range and profile_shapes else None,
         "calibration": calibration_fingerprint,
         "inputs": [_spec_json(s) for s in plan if s.is_input],
         "outputs": [_spec_json(s) for s in plan if not s.is_input],
@@ -856,6 +923,22 @@ def build_engine_file(
     write_atomically(engine_path, bytes(serialized))
     LOG.info("wrote %s (%.1f MB)", engine_path, engine_path.stat().st_size / 1e6)
     return built
+
+
+def default_input_size(graph: Any, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``input_size``, or for None the default size a dynamic-size export of `coarse-loftr
+    export` records (metadata ``input_size``, 640x480 for the shipped model); else None."""
+    metadata = onnx_metadata(graph)
+    if input_size is None and metadata.get("coarse_loftr.dynamic_input") == "true" and "coarse_loftr.input_size" in metadata:
+        width, height = metadata["coarse_loftr.input_size"].lower().split("x")
+        return int(width), int(height)
+    return input_size
+
+
+def _metadata_stride(graph: Any) -> int | None:
+    """The coarse stride an ONNX model of `coarse-loftr export` records, else None."""
+    value = onnx_metadata(graph).get("coarse_loftr.stride")
+    return int(value) if value else None
 
 
 def _spec_json(spec: TensorSpec) -> dict[str, Any]:

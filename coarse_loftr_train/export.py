@@ -1,8 +1,17 @@
 """ONNX export of the matcher, with match extraction inside the graph.
 
 The exported graph takes two images and returns at most K matches, so K rows leave the
-runtime instead of an L0 x L1 confidence matrix. Only static shapes and ops TensorRT
-8.5+ builds are used (TopK, ReduceMax, ArgMax, Gather; no NonZero).
+runtime instead of an L0 x L1 confidence matrix. Only ops TensorRT 8.5+ builds are used
+(TopK with a constant K, ReduceMax, ArgMax, Gather; no NonZero).
+
+Input size: the graphs are exported with dynamic height and width by default (ONNX dynamic
+axes ``height``/``width`` on the images, ``rows``/``columns`` on the sequence-mode feature
+maps). Everything that depends on the grid (the cells' pixels, the border mask, the
+two-level row argmax, the refinement's fine-pixel squares, the position encoding's slice) is
+computed from the tensors' shapes, so one graph runs at any multiple of the coarse stride up
+to the position encoding's 256 x 256 cells. The number of output rows K stays constant (a
+TensorRT TopK needs a constant K); a grid of fewer than K cells returns its invalid rows as
+padding. ``dynamic=False`` writes the fixed-shape graphs of earlier releases.
 
 Coordinate convention: coarse cell (row, col) stands for the model-input pixel
 (x, y) = (col * stride, row * stride), the centre of its feature's receptive field and
@@ -45,17 +54,37 @@ class ExtractionConfig:
     border: int = 0
 
 
+Grid = tuple  # (columns, rows) of coarse cells: ints, or sizes traced from a tensor's shape
+
+
+def grid_of(features: torch.Tensor) -> Grid:
+    """(columns, rows) of a feature map ``[B, C, rows, columns]`` (traced as shapes in an export)."""
+    return features.shape[3], features.shape[2]
+
+
+def cell_points(cells: torch.Tensor, columns, stride: int) -> torch.Tensor:
+    """Model-input pixel (x, y) of row-major coarse cells (int ``[...]``): float32 ``[..., 2]``."""
+    column = cells % columns
+    row = torch.div(cells, columns, rounding_mode="trunc")  # cells >= 0: floor; one ONNX Div, not Div with sign fixes
+    return torch.stack([column, row], dim=-1).to(torch.float32) * stride
+
+
 def cell_coordinates(columns: int, rows: int, stride: int) -> torch.Tensor:
     """Model-input pixel (x, y) of every coarse cell, row-major, float32 ``[rows * columns, 2]``."""
-    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(columns), indexing="ij")
-    return torch.stack([xs, ys], dim=-1).reshape(-1, 2).float() * stride
+    return cell_points(torch.arange(rows * columns), columns, stride)
+
+
+def inside_border(cells: torch.Tensor, grid: Grid, border: int) -> torch.Tensor:
+    """Bool like ``cells``: True for row-major cells at least ``border`` cells from the grid's edge."""
+    columns, rows = grid
+    row = torch.div(cells, columns, rounding_mode="trunc")  # cells >= 0
+    column = cells % columns
+    return (row >= border) & (row < rows - border) & (column >= border) & (column < columns - border)
 
 
 def border_mask(columns: int, rows: int, border: int) -> torch.Tensor:
     """Row-major bool ``[rows * columns]``: True for cells at least ``border`` cells from the edge."""
-    mask = torch.zeros(rows, columns, dtype=torch.bool)
-    mask[border : rows - border, border : columns - border] = True
-    return mask.reshape(-1)
+    return inside_border(torch.arange(rows * columns), (columns, rows), border)
 
 
 def logsumexp_rows(x: torch.Tensor) -> torch.Tensor:
@@ -103,22 +132,24 @@ class MatchExtraction(nn.Module):
     in image 0 the row maximum of ``s^T - row / 2``. Every reduction runs along the
     contiguous last axis, several times faster on a CPU than reducing across rows.
     Returns (scores ``[1, K]``: confidence, descending, zero for invalid rows; cells0,
-    cells1 ``[1, K]``; the row and column log-normalisers for the refinement).
+    cells1 ``[1, K]``, cell 0 on invalid rows; the row and column log-normalisers for the
+    refinement). K is ``extraction.top_k`` at every grid size: the confidences are padded
+    with K zeros before the TopK, so a grid of fewer cells fills its last rows with invalid
+    ones, and on a larger grid the padding, all zero and after every cell, changes nothing.
+    ``grid0``/``grid1`` are the (columns, rows) of the two images' grids.
     """
 
-    def __init__(self, grid: tuple[int, int], extraction: ExtractionConfig) -> None:
+    def __init__(self, extraction: ExtractionConfig) -> None:
         super().__init__()
-        columns, rows = grid
-        self.columns1 = columns
-        self.top_k = min(extraction.top_k, columns * rows)
+        self.top_k = extraction.top_k
         self.threshold = extraction.threshold
-        self.register_buffer("inner", border_mask(columns, rows, extraction.border)[None], persistent=False)
+        self.border = extraction.border
 
-    def forward(self, similarity: torch.Tensor, similarity_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, similarity: torch.Tensor, similarity_t: torch.Tensor, grid0: Grid, grid1: Grid) -> tuple[torch.Tensor, ...]:
         length0 = similarity.shape[1]
         row_norm, column_norm = log_normalisers(similarity, similarity_t)  # [1, L0, 1], [1, 1, L1]
         half_row, half_column = 0.5 * row_norm, 0.5 * column_norm
-        best_column = row_argmax(similarity - half_column, self.columns1)  # [1, L0]
+        best_column = row_argmax(similarity - half_column, grid1[0])  # [1, L0]
         scored_t = similarity_t - half_row.transpose(1, 2)  # [1, L1, L0]
         column_best = scored_t.amax(dim=2)  # [1, L1]
         # Each row's best value read from the same tensor as the column maxima, so that a
@@ -127,8 +158,14 @@ class MatchExtraction(nn.Module):
         row_best = torch.gather(scored_t.reshape(1, -1), 1, best_column * length0 + rows)  # [1, L0]
         mutual = row_best >= torch.gather(column_best, 1, best_column)
         confidence = torch.exp(2.0 * row_best - torch.gather(column_norm[:, 0], 1, best_column))
-        valid = mutual & (confidence > self.threshold) & self.inner & self.inner[0][best_column]
-        scores, cells0 = torch.topk(confidence * valid.to(confidence.dtype), self.top_k, dim=1)
+        valid = mutual & (confidence > self.threshold)
+        if self.border:
+            rows = torch.arange(length0, device=similarity.device)[None]
+            valid = valid & inside_border(rows, grid0, self.border) & inside_border(best_column, grid1, self.border)
+        kept = confidence * valid.to(confidence.dtype)
+        padded = torch.cat([kept, torch.zeros(1, self.top_k, dtype=kept.dtype, device=kept.device)], dim=1)
+        scores, cells0 = torch.topk(padded, self.top_k, dim=1)
+        cells0 = torch.where(scores > 0, cells0, torch.zeros_like(cells0))  # padding rows -> cell 0
         cells1 = torch.gather(best_column, 1, cells0)
         return scores, cells0, cells1, row_norm, column_norm
 
@@ -140,13 +177,12 @@ class CellCentres(nn.Module):
     cells1 ``[1, K]``) to keypoints0, keypoints1 ``[1, K, 2]`` in model-input pixels.
     """
 
-    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
+    def __init__(self, stride: int) -> None:
         super().__init__()
-        self.register_buffer("coordinates0", cell_coordinates(*grid0, stride), persistent=False)
-        self.register_buffer("coordinates1", cell_coordinates(*grid1, stride), persistent=False)
+        self.stride = stride
 
-    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.coordinates0[cells0], self.coordinates1[cells1]
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1, grid0: Grid, grid1: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+        return cell_points(cells0, grid0[0], self.stride), cell_points(cells1, grid1[0], self.stride)
 
 
 class ExpectationRefinement(CellCentres):
@@ -158,15 +194,14 @@ class ExpectationRefinement(CellCentres):
     1's cell. Cells off the grid weigh zero. Only 9 values per match are read.
     """
 
-    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int) -> None:
-        super().__init__(grid0, grid1, stride)
-        self.grid0, self.grid1 = grid0, grid1
+    def __init__(self, stride: int) -> None:
+        super().__init__(stride)
         dx, dy = window_offsets(3)
         self.register_buffer("dx", dx[None], persistent=False)
         self.register_buffer("dy", dy[None], persistent=False)
         self.register_buffer("offsets", torch.stack([dx, dy], -1).float() * stride, persistent=False)
 
-    def _neighbours(self, cells: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _neighbours(self, cells: torch.Tensor, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
         """Cells ``[K]`` -> 3x3 neighbour cells ``[K, 9]`` (clamped) and their on-grid mask."""
         columns, rows = grid
         row = torch.div(cells, columns, rounding_mode="floor")[:, None] + self.dy
@@ -179,17 +214,17 @@ class ExpectationRefinement(CellCentres):
         weights = torch.exp(log_confidence - log_confidence.amax(dim=1, keepdim=True)) * inside.to(log_confidence.dtype)
         return torch.matmul(weights, self.offsets) / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def forward(self, similarity, row_norm, column_norm, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, similarity, row_norm, column_norm, cells0, cells1, grid0: Grid, grid1: Grid) -> tuple[torch.Tensor, torch.Tensor]:
         c0, c1 = cells0[0], cells1[0]
         length1 = similarity.shape[2]
         flat = similarity.reshape(-1)
         rows, columns = row_norm.reshape(-1), column_norm.reshape(-1)
-        around1, inside1 = self._neighbours(c1, self.grid1)
+        around1, inside1 = self._neighbours(c1, grid1)
         log1 = 2.0 * flat[c0[:, None] * length1 + around1] - rows[c0][:, None] - columns[around1]
-        around0, inside0 = self._neighbours(c0, self.grid0)
+        around0, inside0 = self._neighbours(c0, grid0)
         log0 = 2.0 * flat[around0 * length1 + c1[:, None]] - rows[around0] - columns[c1][:, None]
-        keypoints0 = self.coordinates0[c0] + self._shift(log0, inside0)
-        keypoints1 = self.coordinates1[c1] + self._shift(log1, inside1)
+        keypoints0 = cell_points(c0, grid0[0], self.stride) + self._shift(log0, inside0)
+        keypoints1 = cell_points(c1, grid1[0], self.stride) + self._shift(log1, inside1)
         return keypoints0[None], keypoints1[None]
 
 
@@ -201,13 +236,17 @@ class OneWayRefinement(CellCentres):
     by the predicted offsets (at most ``refine_window // 2`` fine cells).
     """
 
-    def __init__(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int, model: CoarseLoFTR) -> None:
-        super().__init__(grid0, grid1, stride)
+    def __init__(self, stride: int, model: CoarseLoFTR) -> None:
+        super().__init__(stride)
         self.model = model
 
     def forward(self, features0, features1, cells0, cells1) -> tuple[torch.Tensor, torch.Tensor]:
         offsets = self.model.refine_matches(features0, features1, cells0, cells1)
-        return self.coordinates0[cells0], self.coordinates1[cells1] + offsets
+        return self._points(cells0, features0), self._points(cells1, features1) + offsets
+
+    def _points(self, cells: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Model-input pixels of ``cells`` on the grid of the feature map ``features``."""
+        return cell_points(cells, grid_of(features)[0], self.stride)
 
 
 class LearnedRefinement(OneWayRefinement):
@@ -231,7 +270,7 @@ class LearnedRefinement(OneWayRefinement):
         fine0, fine1 = self.model.fine_features(features0), self.model.fine_features(features1)
         forward = self._refine(fine0, fine1, cells0, cells1)
         backward = self._refine(fine1, fine0, cells1, cells0)
-        return self.coordinates0[cells0] + 0.5 * backward, self.coordinates1[cells1] + 0.5 * forward
+        return self._points(cells0, features0) + 0.5 * backward, self._points(cells1, features1) + 0.5 * forward
 
     def _refine(self, fine0, fine1, cells0, cells1) -> torch.Tensor:
         """Offsets (pixels) of ``cells0 -> cells1``: one correlation over the square that both
@@ -263,31 +302,27 @@ def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
     return refinement
 
 
-def _grid(config: ModelConfig) -> tuple[int, int]:
-    return config.input_width // config.coarse_stride, config.input_height // config.coarse_stride
-
-
 class FeatureMatcher(nn.Module):
     """Per-frame features of two images (``FeatureExtractor``) -> the tensors named in ``OUTPUT_NAMES``."""
 
     def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
         super().__init__()
-        grid = _grid(model.config)
         self.model = model
-        self.extraction = MatchExtraction(grid, extraction)
+        self.extraction = MatchExtraction(extraction)
         kind = REFINEMENTS[resolve_refinement(model, refinement)]
         learned = (model,) if issubclass(kind, OneWayRefinement) else ()  # learned ones read the model's weights
-        self.refinement = kind(grid, grid, model.config.coarse_stride, *learned)
+        self.refinement = kind(model.config.coarse_stride, *learned)
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feat0, feat1 = self.model.transform(features0, features1, encoded=True)
         temperature = self.model.config.temperature
         similarity = similarity_matrix(feat0, feat1, temperature)
-        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity, similarity_matrix(feat1, feat0, temperature))
+        grid0, grid1 = grid_of(features0), grid_of(features1)
+        scores, cells0, cells1, row_norm, column_norm = self.extraction(similarity, similarity_matrix(feat1, feat0, temperature), grid0, grid1)
         if isinstance(self.refinement, OneWayRefinement):
             keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
         else:
-            keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1)
+            keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1, grid0, grid1)
         return keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32)
 
 
@@ -326,7 +361,19 @@ def sequence_graph_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_suffix(".features.onnx"), path.with_suffix(".matching.onnx")
 
 
-def _export_graph(module: nn.Module, inputs: tuple, path: Path, input_names, output_names, metadata: dict[str, str]) -> None:
+IMAGE_AXES = {2: "height", 3: "width"}  # dynamic axes of an image input [1, 1, H, W], pixels
+FEATURE_AXES = {2: "rows", 3: "columns"}  # of a sequence-mode feature map [1, C, H / stride, W / stride], cells
+
+
+def _export_graph(
+    module: nn.Module,
+    inputs: tuple,
+    path: Path,
+    input_names,
+    output_names,
+    metadata: dict[str, str],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> None:
     import onnx
 
     tmp = path.with_name(path.name + ".tmp")
@@ -345,8 +392,10 @@ def _export_graph(module: nn.Module, inputs: tuple, path: Path, input_names, out
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
+            dynamic_axes=dynamic_axes,
         )
     proto = onnx.load(str(tmp))
+    _declare_output_shapes(proto, module, inputs, dynamic_axes or {})
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
@@ -356,6 +405,26 @@ def _export_graph(module: nn.Module, inputs: tuple, path: Path, input_names, out
     tmp.replace(path)
 
 
+def _declare_output_shapes(proto, module: nn.Module, inputs: tuple, dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Write the example's size into every output dimension that is not a dynamic axis.
+
+    With dynamic inputs the exporter names every output dimension it cannot prove constant
+    (``TopKconfidence_dim_1``), although K, the batch and the channels never change; a
+    runtime reading the declared shapes then sees them as unknown.
+    """
+    with torch.no_grad():
+        example = module(*inputs)
+    example = example if isinstance(example, tuple) else (example,)
+    for value, tensor in zip(proto.graph.output, example):
+        dims = value.type.tensor_type.shape.dim
+        axes = dynamic_axes.get(value.name, {})
+        for index, size in enumerate(tensor.shape):
+            if index in axes:
+                dims[index].dim_param = axes[index]
+            else:
+                dims[index].dim_value = int(size)
+
+
 def export_onnx(
     model: CoarseLoFTR,
     output: str | Path,
@@ -363,20 +432,27 @@ def export_onnx(
     refinement: str = "auto",
     model_name: str | None = None,
     sequence_graphs: bool = True,
+    dynamic: bool = True,
 ) -> Path:
-    """Write the pair-mode matcher (ONNX, opset 17, static shapes) to ``output``.
+    """Write the pair-mode matcher (ONNX, opset 17) to ``output``.
 
     With ``sequence_graphs`` it also writes the two sequence-mode graphs beside it
     (``*.features.onnx``: image -> coarse features; ``*.matching.onnx``: two feature
-    maps -> matches), so that each frame's CNN runs once. The input size is the model
-    config's ``input_width`` x ``input_height``; use ``ModelConfig.with_input_size``.
+    maps -> matches), so that each frame's CNN runs once.
+
+    ``dynamic`` (default): the image height and width are dynamic axes (``IMAGE_AXES``;
+    ``FEATURE_AXES`` on the feature maps), so a runtime may feed any multiple of the
+    coarse stride up to ``max_input_size`` (metadata); the model config's
+    ``input_width`` x ``input_height`` is the traced example and the runtime's default.
+    ``dynamic=False``: fixed shapes of that size (use ``ModelConfig.with_input_size``).
     """
     config: ModelConfig = model.config
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    top_k = MatchExtraction(_grid(config), extraction).top_k
+    top_k = extraction.top_k
     refinement = resolve_refinement(model, refinement)
+    max_rows, max_columns = model.pos_encoding.max_shape
     metadata = {
         "config": json.dumps(config.to_dict()),
         "name": model_name or output.stem,
@@ -385,15 +461,28 @@ def export_onnx(
         "threshold": repr(extraction.threshold),
         "border": str(extraction.border),
         "refinement": refinement,
+        "input_size": f"{config.input_width}x{config.input_height}",  # the default (the traced example)
     }
+    if dynamic:
+        metadata["dynamic_input"] = "true"
+        metadata["max_input_size"] = f"{max_columns * config.coarse_stride}x{max_rows * config.coarse_stride}"
+    image_axes = {name: IMAGE_AXES for name in INPUT_NAMES} if dynamic else None
     image = torch.zeros(1, 1, config.input_height, config.input_width)
-    _export_graph(ExportableMatcher(model, extraction, refinement), (image, image), output, INPUT_NAMES, OUTPUT_NAMES, metadata)
+    _export_graph(ExportableMatcher(model, extraction, refinement), (image, image), output, INPUT_NAMES, OUTPUT_NAMES, metadata, image_axes)
     if sequence_graphs:
         features_path, matching_path = sequence_graph_paths(output)
         extractor = FeatureExtractor(model)
         with torch.no_grad():
             features = extractor(image)  # an example input for tracing the matching graph
-        _export_graph(extractor, (image,), features_path, ["image"], ["features"], metadata)
-        _export_graph(FeatureMatcher(model, extraction, refinement), (features, features), matching_path, ["features0", "features1"], OUTPUT_NAMES, metadata)
-    log.info("wrote %s (%dx%d input, top-%d, refinement %s)", output, config.input_width, config.input_height, top_k, refinement)
+        feature_axes = {"image": IMAGE_AXES, "features": FEATURE_AXES} if dynamic else None
+        _export_graph(extractor, (image,), features_path, ["image"], ["features"], metadata, feature_axes)
+        matching_axes = {"features0": FEATURE_AXES, "features1": FEATURE_AXES} if dynamic else None
+        _export_graph(
+            FeatureMatcher(model, extraction, refinement), (features, features), matching_path,
+            ["features0", "features1"], OUTPUT_NAMES, metadata, matching_axes,
+        )
+    log.info(
+        "wrote %s (%s %dx%d input, top-%d, refinement %s)", output, "dynamic, default" if dynamic else "fixed",
+        config.input_width, config.input_height, top_k, refinement,
+    )
     return output

@@ -1,7 +1,7 @@
 """The coarse level of LoFTR (Sun et al., CVPR 2021) in plain PyTorch.
 
 Only matmul, reshape, sum and standard layers are used (no einsum, no einops), so the
-network exports to ONNX with static shapes and builds in TensorRT 8.5+.
+network exports to ONNX (static or dynamic height and width) and builds in TensorRT 8.5+.
 
 Tensor conventions: images are ``[B, 1, H, W]`` float32 grayscale in [0, 1]; coarse
 features are ``[B, L, C]`` with ``L = (H / stride) * (W / stride)`` cells in row-major
@@ -120,29 +120,44 @@ class ResNetFPN(nn.Module):
 
 
 class PositionEncodingSine(nn.Module):
-    """2-D sinusoidal position encoding of LoFTR.
+    """2-D sinusoidal position encoding of LoFTR, for any map up to ``max_shape`` cells.
 
     ``temp_bug_fix=False`` reproduces the frequency term of the original release
     (``-log(10000) / d_model // 2``, which floors to -1), used by the released LoFTR
     outdoor and reduced-student weights; ``True`` is the corrected formula.
+
+    The encoding is separable: channels ``4i`` and ``4i + 1`` depend on the column only,
+    ``4i + 2`` and ``4i + 3`` on the row only. It is stored as a column part
+    ``[1, C, 1, max_w]`` and a row part ``[1, C, max_h, 1]`` (each zero on the other's
+    channels) and added as ``x + (column part + row part)``, sliced to the map's size at run
+    time: the same float32 values as the full ``[1, C, max_h, max_w]`` table (adding an exact
+    zero), but 1/128 of its size, so an exported graph with dynamic height and width carries
+    it in a few kB instead of 8 MB.
     """
 
     def __init__(self, d_model: int, temp_bug_fix: bool = False, max_shape: tuple[int, int] = (256, 256)) -> None:
         super().__init__()
-        pe = torch.zeros((d_model, *max_shape))
-        y_position = torch.ones(max_shape).cumsum(0).float().unsqueeze(0)
-        x_position = torch.ones(max_shape).cumsum(1).float().unsqueeze(0)
+        self.max_shape = tuple(max_shape)  # (rows, columns) of coarse cells
         exponent = -math.log(10000.0) / (d_model // 2) if temp_bug_fix else -math.log(10000.0) / d_model // 2
-        div_term = torch.exp(torch.arange(0, d_model // 2, 2).float() * exponent)
-        div_term = div_term[:, None, None]
-        pe[0::4, :, :] = torch.sin(x_position * div_term)
-        pe[1::4, :, :] = torch.cos(x_position * div_term)
-        pe[2::4, :, :] = torch.sin(y_position * div_term)
-        pe[3::4, :, :] = torch.cos(y_position * div_term)
-        self.register_buffer("pe", pe.unsqueeze(0), persistent=False)
+        div_term = torch.exp(torch.arange(0, d_model // 2, 2).float() * exponent)[:, None]
+        x_position = torch.arange(1, max_shape[1] + 1).float()[None]  # 1-based, as LoFTR's cumsum of ones
+        y_position = torch.arange(1, max_shape[0] + 1).float()[None]
+        columns = torch.zeros(d_model, max_shape[1])
+        rows = torch.zeros(d_model, max_shape[0])
+        columns[0::4] = torch.sin(x_position * div_term)
+        columns[1::4] = torch.cos(x_position * div_term)
+        rows[2::4] = torch.sin(y_position * div_term)
+        rows[3::4] = torch.cos(y_position * div_term)
+        self.register_buffer("pe_columns", columns[None, :, None, :], persistent=False)
+        self.register_buffer("pe_rows", rows[None, :, :, None], persistent=False)
+
+    @property
+    def pe(self) -> torch.Tensor:
+        """The full table ``[1, C, max_h, max_w]`` (for inspection; ``forward`` never builds it)."""
+        return self.pe_columns + self.pe_rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[:, :, : x.shape[2], : x.shape[3]]
+        return x + (self.pe_columns[:, :, :, : x.shape[3]] + self.pe_rows[:, :, : x.shape[2]])
 
 
 def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
@@ -255,24 +270,22 @@ def window_offsets(window: int) -> tuple[torch.Tensor, torch.Tensor]:
     return dx.reshape(-1), dy.reshape(-1)
 
 
-@functools.lru_cache(maxsize=16)
-def cell_neighbourhoods(height: int, width: int, cells_per_coarse: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each coarse cell of a ``height x width`` fine map (cells row-major), the fine pixels
-    of the ``(2 radius + 1)^2`` square around the cell's pixel.
+def cell_squares(cells: torch.Tensor, columns: int | torch.Tensor, height: int, width: int, cells_per_coarse: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For coarse cells (int ``[...]``, row-major on a grid of ``columns`` columns), the fine
+    pixels of the ``(2 radius + 1)^2`` square around each cell's pixel on a ``height x width``
+    fine map (``cells_per_coarse`` fine pixels per coarse cell).
 
-    Returns the pixels' row-major indices ``[L, n]`` (int64, clamped to the map) and whether
+    Returns the pixels' row-major indices ``[..., n]`` (int64, clamped to the map) and whether
     each lies on the map (float 1/0). The square is row-major, so its centre is column
-    ``n // 2``. Depends on shapes only: a constant in an exported graph, computed once per
-    shape in eager use (cached: do not modify the tensors in place).
+    ``n // 2``. Computed from the cells and the map's shape, so an exported graph works at
+    any input size (no table of every cell baked in).
     """
     r = cells_per_coarse
-    with torch.inference_mode(False):  # cached: must stay usable in training after a call under inference mode
-        ys, xs = torch.meshgrid(torch.arange(height // r) * r, torch.arange(width // r) * r, indexing="ij")
-        dx, dy = window_offsets(2 * radius + 1)
-        y = ys.reshape(-1, 1) + dy
-        x = xs.reshape(-1, 1) + dx
-        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-        return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.float()
+    dx, dy = (t.to(cells.device) for t in window_offsets(2 * radius + 1))
+    y = torch.div(cells, columns, rounding_mode="trunc")[..., None] * r + dy  # cells >= 0: floor, one ONNX Div
+    x = (cells % columns)[..., None] * r + dx
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    return y.clamp(0, height - 1) * width + x.clamp(0, width - 1), inside.to(torch.float32)
 
 
 class SubPixelRefinement(nn.Module):
@@ -285,7 +298,7 @@ class SubPixelRefinement(nn.Module):
     fine features centred on cell j's pixel; a softmax over the patch and its expectation
     (soft-argmax) give the offset, in model-input pixels, of the match from cell j's pixel.
     Patch pixels off image 1's map score zero (as with zero padding). Only gathers,
-    matrix products and a softmax: ONNX/TensorRT friendly with static shapes.
+    matrix products and a softmax: ONNX/TensorRT friendly, at any grid size.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -305,16 +318,18 @@ class SubPixelRefinement(nn.Module):
         pixel against the square of image 1's fine features around the ``cells1`` pixel
         (row-major; zero off the map). Fine maps channels-last ``[B, Hf, Wf, C]``, cells int ``[B, K]``."""
         batch, height, width, channels = fine0.shape
-        index, inside = (t.to(fine0.device) for t in cell_neighbourhoods(height, width, self.cells_per_coarse, radius))
-        centre = index[:, index.shape[1] // 2]  # [L]: each cell's own pixel
+        r = self.cells_per_coarse
+        columns = width // r  # coarse grid columns (the fine map is exactly r times the coarse one)
         cells0, cells1 = cells0.long(), cells1.long()
+        centre, _ = cell_squares(cells0, columns, height, width, r, 0)  # [B, K, 1]: each cell's own pixel
+        index, inside = cell_squares(cells1, columns, height, width, r, radius)  # [B, K, n]
         start = (torch.arange(batch, device=fine0.device) * (height * width))[:, None]  # first row of each image
-        f0 = fine0.reshape(-1, channels)[centre[cells0] + start]  # [B, K, C]
-        f1 = fine1.reshape(-1, channels)[index[cells1] + start[:, :, None]]  # [B, K, n, C]
+        f0 = fine0.reshape(-1, channels)[centre[..., 0] + start]  # [B, K, C]
+        f1 = fine1.reshape(-1, channels)[index + start[:, :, None]]  # [B, K, n, C]
         # [B, K, 1, C] x [B, K, C, n]: ONNX Runtime folds the transpose into the batched
         # MatMul, which runs these 1 x n products faster than n x 1 ones.
         scores = torch.matmul(f0[:, :, None] / channels**0.5, f1.transpose(2, 3)).squeeze(2)  # [B, K, n]
-        return scores * inside[cells1]
+        return scores * inside
 
     @staticmethod
     def soft_argmax(scores: torch.Tensor, window: int, shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -399,7 +414,8 @@ class CoarseLoFTR(nn.Module):
             coarse = tokens.reshape(coarse.shape)
         if fine is None:
             return coarse
-        return torch.cat([coarse, fine.reshape(coarse.shape[0], -1, *coarse.shape[2:])], dim=1)
+        r = self.refinement.cells_per_coarse  # channels spelled out: an export with dynamic sizes declares them
+        return torch.cat([coarse, fine.reshape(coarse.shape[0], fine.shape[3] * r * r, *coarse.shape[2:])], dim=1)
 
     def coarse_part(self, cnn: torch.Tensor) -> torch.Tensor:
         """The coarse channels of an ``extract_features`` map."""

@@ -24,15 +24,27 @@ def _as_set(raw: RawMatches) -> set[tuple[int, int]]:
     return set(zip(raw.cells0.tolist(), raw.cells1.tolist()))
 
 
-def test_graph_is_valid_static_and_tensorrt_friendly(exported_model):
+def _dims(value) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+def test_graph_is_valid_dynamic_in_size_only_and_tensorrt_friendly(exported_model):
+    """Height and width are the only dynamic axes; K, the batch and the channels are declared."""
     proto = onnx.load(str(exported_model))
     onnx.checker.check_model(proto, full_check=True)
     assert [i.name for i in proto.graph.input] == list(INPUT_NAMES)
     assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) <= 17
-    for value in list(proto.graph.input) + list(proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        assert all(d.HasField("dim_value") for d in dims), f"{value.name} has a dynamic dimension"
+    for value in proto.graph.input:
+        assert _dims(value) == [1, 1, "height", "width"]
+    for value in proto.graph.output:
+        assert _dims(value)[:2] == [1, 1024], f"{value.name} has a dynamic dimension"
+    # The released weights have no learned refinement: 32 coarse channels, no fine ones.
+    for suffix, names in ((".features.onnx", {"image": [1, 1, "height", "width"], "features": [1, 32, "rows", "columns"]}),
+                          (".matching.onnx", {"features0": [1, 32, "rows", "columns"], "keypoints1": [1, 1024, 2]})):
+        graph = onnx.load(str(exported_model.with_suffix(suffix))).graph
+        declared = {v.name: _dims(v) for v in list(graph.input) + list(graph.output)}
+        assert {k: declared[k] for k in names} == names
     ops = {node.op_type for node in proto.graph.node}
     assert "TopK" in ops
     assert not ops & {"NonZero", "Einsum", "Loop", "If"}
@@ -75,7 +87,7 @@ def test_export_other_size_and_top_k(tmp_path, released_checkpoint, freiburg_fra
 
     model = load_model(released_checkpoint)
     model.config = model.config.with_input_size(320, 256)
-    path = export_onnx(model, tmp_path / "small.onnx", ExtractionConfig(top_k=50, threshold=0.05, border=0))
+    path = export_onnx(model, tmp_path / "small.onnx", ExtractionConfig(top_k=50, threshold=0.05, border=0), dynamic=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == [1, 1, 256, 320]
     x = [(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (320, 256)).astype(np.float32) / 255)[None, None] for f in freiburg_frames[:2]]
@@ -108,7 +120,7 @@ def test_expectation_refinement_is_the_confidence_weighted_mean():
     confidence = torch.softmax(similarity, 1) * torch.softmax(similarity, 2)
     row_norm, column_norm = log_normalisers(similarity, similarity.transpose(1, 2))
     cells0, cells1 = torch.tensor([[6, 0]]), torch.tensor([[12, 4]])
-    kp0, kp1 = ExpectationRefinement(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
+    kp0, kp1 = ExpectationRefinement(stride)(similarity, row_norm, column_norm, cells0, cells1, grid, grid)
 
     def expected(values, centre):  # values: confidence against every cell of a 5x4 grid
         row, column = divmod(centre, 5)
@@ -125,9 +137,9 @@ def test_expectation_refinement_is_the_confidence_weighted_mean():
         np.testing.assert_allclose(kp1[0, k].numpy(), expected(confidence[0, c0], c1), atol=1e-3)
         np.testing.assert_allclose(kp0[0, k].numpy(), expected(confidence[0, :, c1], c0), atol=1e-3)
     assert kp1[0, 0, 0] > 32 + 3 and kp0[0, 0, 1] < 16 - 2  # pulled towards the strong neighbours
-    plain0, plain1 = CellCentres(grid, grid, stride)(similarity, row_norm, column_norm, cells0, cells1)
+    plain0, plain1 = CellCentres(stride)(similarity, row_norm, column_norm, cells0, cells1, grid, grid)
     assert plain0[0, 0].tolist() == [16, 16] and plain1[0, 0].tolist() == [32, 32]
-    scores, m0, m1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=3, border=0))(similarity, similarity.transpose(1, 2))
+    scores, m0, m1, _, _ = MatchExtraction(ExtractionConfig(top_k=3, border=0))(similarity, similarity.transpose(1, 2), grid, grid)
     found = dict(zip(m0[0].tolist(), zip(m1[0].tolist(), scores[0].tolist())))
     assert found[6][0] == 12 and abs(found[6][1] - confidence[0, 6, 12].item()) < 1e-5
 
@@ -162,8 +174,8 @@ def test_match_extraction_equals_mutual_nearest_neighbours_of_the_dual_softmax(s
     border = seed % 2
     threshold = 0.0 if seed < 3 else float(np.median(confidence.max(axis=1)))
     expected = extract_matches(confidence, grid, grid, 16, threshold, border)
-    scores, cells0, cells1, _, _ = MatchExtraction(grid, ExtractionConfig(top_k=48, threshold=threshold, border=border))(
-        similarity, similarity.transpose(1, 2)
+    scores, cells0, cells1, _, _ = MatchExtraction(ExtractionConfig(top_k=48, threshold=threshold, border=border))(
+        similarity, similarity.transpose(1, 2), grid, grid
     )
     valid = scores[0] > 0
     found = dict(zip(cells0[0][valid].tolist(), cells1[0][valid].tolist()))

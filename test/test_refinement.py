@@ -62,7 +62,7 @@ def test_both_way_refinement_moves_both_keypoints_symmetrically():
     cells = torch.tensor([[2 * 10 + 3, 4 * 10 + 4, 5 * 10 + 5]])
     points = torch.tensor([[[48.0, 32.0], [64.0, 64.0], [80.0, 80.0]]])  # the cells' pixels
     with torch.no_grad():
-        kp0, kp1 = LearnedRefinement((10, 8), (10, 8), 16, model)(features(fine0), features(fine1), cells, cells)
+        kp0, kp1 = LearnedRefinement(16, model)(features(fine0), features(fine1), cells, cells)
     half = torch.tensor([2.0 * dx, 2.0 * dy])
     torch.testing.assert_close(kp0, points - half, atol=0.05, rtol=0)
     torch.testing.assert_close(kp1, points + half, atol=0.05, rtol=0)

@@ -30,6 +30,8 @@ from coarse_loftr_ros.tensorrt_engine import (
     EngineCacheKey,
     cached_engine_path,
     default_cache_dir,
+    check_size_range,
+    feature_map_shapes,
     file_sha256,
     optimization_profile_shapes,
     plan_from_onnx,
@@ -69,6 +71,20 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = CoarseLoFTR(get_config("student").with_input_size(160, 128))
     return export_onnx(model, tmp_path_factory.mktemp("export") / "student_160x128.onnx", ExtractionConfig(top_k=32))
+
+
+@pytest.fixture(scope="module")
+def small_static_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same architecture exported with fixed 160x128 inputs (``dynamic=False``), pair graph only."""
+    torch = pytest.importorskip("torch")
+    from coarse_loftr_train.config import get_config
+    from coarse_loftr_train.export import ExtractionConfig, export_onnx
+    from coarse_loftr_train.model import CoarseLoFTR
+
+    torch.manual_seed(0)
+    model = CoarseLoFTR(get_config("student").with_input_size(160, 128))
+    path = tmp_path_factory.mktemp("export") / "student_fixed.onnx"
+    return export_onnx(model, path, ExtractionConfig(top_k=32), sequence_graphs=False, dynamic=False)
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +266,54 @@ def test_sequence_graph_plans_chain_and_are_named_as_export_names_them(small_exp
     assert [s.name for s in matching_plan if not s.is_input] == list(OUTPUT_NAMES)
 
 
-def test_static_model_refuses_another_input_size(small_export: Path) -> None:
-    assert [s.shape for s in plan_from_onnx(small_export, (160, 128)) if s.is_input] == [(1, 1, 128, 160)] * 2
+def test_static_model_refuses_another_input_size(small_static_export: Path) -> None:
+    assert [s.shape for s in plan_from_onnx(small_static_export, (160, 128)) if s.is_input] == [(1, 1, 128, 160)] * 2
     with pytest.raises(ModelError, match="160x128"):
-        plan_from_onnx(small_export, (640, 480))
+        plan_from_onnx(small_static_export, (640, 480))
+
+
+def test_dynamic_export_plans_at_any_size_with_the_feature_maps_following(small_export: Path) -> None:
+    features_file, matching_file = sequence_graph_files(small_export)
+    for width, height in ((160, 128), (320, 96)):
+        assert [s.shape for s in plan_from_onnx(small_export, (width, height)) if s.is_input] == [(1, 1, height, width)] * 2
+        (features,) = [s for s in plan_from_onnx(features_file, (width, height)) if not s.is_input]
+        matching = plan_from_onnx(matching_file, (width, height))
+        assert [s.shape for s in matching if s.is_input] == [features.shape] * 2 == [(1, 32, height // 16, width // 16)] * 2
+        assert [s.shape for s in matching if s.name == "keypoints1"] == [(1, 32, 2)]  # K stays the export's top-k
+
+
+def test_a_dynamic_export_defaults_to_the_size_it_was_exported_for(small_export: Path) -> None:
+    from coarse_loftr_ros.tensorrt_engine import default_input_size, load_onnx_graph
+
+    graph = load_onnx_graph(small_export)
+    assert default_input_size(graph, None) == (160, 128)
+    assert default_input_size(graph, (320, 96)) == (320, 96)
+
+
+def test_feature_map_shapes_divide_the_image_size_by_the_stride() -> None:
+    declared = {"features0": (1, 288, -1, -1), "image": (1, 1, -1, -1), "fixed": (1, 8, 4, 4)}
+    assert feature_map_shapes(declared, (1216, 368), 16) == {"features0": (1, 288, 23, 76)}
+    assert feature_map_shapes(declared, None, 16) == {} == feature_map_shapes(declared, (640, 480), None)
+
+
+def test_optimisation_profile_spans_a_size_range() -> None:
+    declared = {"image0": (1, 1, -1, -1), "features0": (1, 288, -1, -1), "mask": (1, 10)}
+    size_range = ((640, 192), (1280, 512))
+    resolved = resolve_input_shapes(declared, (1008, 304), feature_map_shapes(declared, (1008, 304), 16))
+    profiles = optimization_profile_shapes(declared, resolved, size_range, stride=16)
+    assert profiles == {
+        "image0": ((1, 1, 192, 640), (1, 1, 304, 1008), (1, 1, 512, 1280)),
+        "features0": ((1, 288, 12, 40), (1, 288, 19, 63), (1, 288, 32, 80)),
+    }
+    assert check_size_range(size_range, (1008, 304), 16) == size_range
+    with pytest.raises(ModelError, match="outside its profile"):
+        check_size_range(size_range, (1344, 304), 16)
+    with pytest.raises(ModelError, match="multiples of the stride 16"):
+        check_size_range(((640, 190), (1280, 512)), (1008, 304), 16)
+    with pytest.raises(ModelError, match="outside the profile"):
+        optimization_profile_shapes(declared, resolve_input_shapes(declared, (1344, 304), feature_map_shapes(declared, (1344, 304), 16)), size_range, 16)
+    with pytest.raises(ModelError, match="needs the model's stride"):
+        optimization_profile_shapes(declared, resolved, size_range)
 
 
 def test_dynamic_model_is_resolved_for_one_input_size(dynamic_model: Path) -> None:
@@ -341,6 +401,8 @@ def _build_engine(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, 
         (["--int8"], "--int8 needs --calibration-images"),
         (["--calibration-images", "."], "only used with --int8"),
         (["--width", "640"], "both --width and --height"),
+        (["--min-size", "640x192"], "both --min-size and --max-size"),
+        (["--min-size", "640x192", "--max-size", "1280x512"], "needs --width and --height"),
     ],
 )
 def test_build_engine_argument_errors(

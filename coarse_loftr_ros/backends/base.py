@@ -45,13 +45,34 @@ class RawMatches:
         )
 
 
+def parse_size(text: str | None, default: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"WxH"`` (e.g. model metadata ``input_size``) -> (width, height); ``default`` for None."""
+    if text is None:
+        return default
+    width, height = (int(v) for v in text.lower().split("x"))
+    return width, height
+
+
+def set_input_size(backend: "Backend", size: tuple[int, int]) -> None:
+    """Make ``backend`` run at ``size`` (width, height): its ``set_input_size`` where it has one,
+    else only its own size passes (a one-line ModelError otherwise)."""
+    setter = getattr(backend, "set_input_size", None)
+    if setter is not None:
+        setter(tuple(size))
+    elif tuple(size) != tuple(backend.input_size):
+        from ..errors import ModelError
+
+        raise ModelError(f"the {backend.name} backend runs its model at {backend.input_size[0]}x{backend.input_size[1]} only, not {size[0]}x{size[1]}")
+
+
 class Backend(Protocol):
     """A runtime for one matcher model."""
 
     name: str
     """Backend name: ``onnxruntime``, ``tensorrt`` or ``torch``."""
     input_size: tuple[int, int]
-    """(width, height) of the model input in pixels."""
+    """(width, height) of the model input in pixels (``set_input_size`` changes it where the
+    model allows: graphs exported with dynamic height and width)."""
     stride: int
     """Model-input pixels per coarse cell."""
 

@@ -11,7 +11,8 @@ import onnxruntime as ort
 
 from ..errors import ModelError
 from ..extraction import extract_matches
-from .base import METADATA_PREFIX, OUTPUT_NAMES, RawMatches
+from ..preprocess import DEFAULT_INPUT_SIZE, check_input_size
+from .base import METADATA_PREFIX, OUTPUT_NAMES, RawMatches, parse_size
 
 # Threshold applied to models that output a full confidence matrix (the released
 # reference ONNX), as in the reference pipeline.
@@ -46,7 +47,13 @@ def open_session(path: Path, threads: int | None = None, providers: list[str] | 
 
 class OnnxRuntimeBackend:
     """Runs an exported matcher (matches inside the graph) or a model that outputs the full
-    confidence matrix (then extraction runs in numpy)."""
+    confidence matrix (then extraction runs in numpy).
+
+    A graph exported with dynamic height and width (``dynamic_input``) runs at any size
+    ``set_input_size`` accepts; ``input_size`` starts at the size it was exported with
+    (metadata ``input_size``, 640x480 for the shipped model). A fixed-shape graph runs at its
+    own size only.
+    """
 
     name = "onnxruntime"
 
@@ -58,22 +65,29 @@ class OnnxRuntimeBackend:
         if (
             len(inputs) != 2
             or any(i.type != "tensor(float)" for i in inputs)
-            or any(len(s) != 4 or not all(isinstance(d, int) for d in s) or s[:2] != (1, 1) for s in shapes)
+            or any(len(s) != 4 or s[:2] != (1, 1) for s in shapes)
             or shapes[0] != shapes[1]
         ):
             found = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)
             raise ModelError(
                 f"ONNX model {self.model_path} has inputs [{found}]; expected two float32 [1, 1, H, W] images "
-                "with static H and W (export one with `coarse-loftr export`)"
+                "(export one with `coarse-loftr export`)"
             )
         self.input_names = [i.name for i in inputs]
-        height, width = shapes[0][2:]
-        self.input_size = (width, height)
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k.removeprefix(METADATA_PREFIX): v for k, v in metadata.items() if k.startswith(METADATA_PREFIX)}
         outputs = self.session.get_outputs()
         self.output_names = [o.name for o in outputs]
         self.exported = set(OUTPUT_NAMES) <= set(self.output_names)
+        self.dynamic_input = not all(isinstance(d, int) for d in shapes[0][2:])
+        if self.dynamic_input and not self.exported:
+            raise ModelError(f"ONNX model {self.model_path} has a dynamic input size but not the outputs of `coarse-loftr export`; export it with fixed shapes")
+        if self.dynamic_input:
+            width, height = parse_size(self.metadata.get("input_size"), DEFAULT_INPUT_SIZE)
+        else:
+            height, width = shapes[0][2:]
+        self.input_size = (width, height)
+        self.max_input_size = parse_size(self.metadata.get("max_input_size"), None) if self.dynamic_input else self.input_size
         if self.exported:
             self.stride = int(self.metadata.get("stride", 16))
         else:
@@ -82,6 +96,19 @@ class OnnxRuntimeBackend:
             raise ModelError(f"ONNX model {self.model_path} input {width}x{height} is not a multiple of its stride {self.stride}")
         self.grid = (width // self.stride, height // self.stride)
         self._open_sequence_graphs(threads)
+
+    def set_input_size(self, size: tuple[int, int]) -> None:
+        """Run at ``size`` (width, height) pixels from now on; InputSizeError / ModelError (one
+        line) for a size the model cannot take."""
+        if not self.dynamic_input:
+            if tuple(size) != self.input_size:
+                raise ModelError(
+                    f"ONNX model {self.model_path.name} has a fixed {self.input_size[0]}x{self.input_size[1]} input, "
+                    f"not {size[0]}x{size[1]}; export it with dynamic height and width (`coarse-loftr export`)"
+                )
+            return
+        self.input_size = check_input_size(size, self.stride, self.max_input_size)
+        self.grid = (self.input_size[0] // self.stride, self.input_size[1] // self.stride)
 
     def _open_sequence_graphs(self, threads: int | None) -> None:
         """Open ``*.features.onnx`` and ``*.matching.onnx`` when they sit beside the model."""

@@ -39,7 +39,9 @@ from ..tensorrt_engine import (  # the engine module owns the TensorRT/CUDA impo
     cached_engine_path,
     declared_inputs,
     default_cache_dir,
+    default_input_size,
     device_identity,
+    feature_map_shapes,
     file_sha256,
     image_input_size,
     import_tensorrt,
@@ -199,7 +201,11 @@ def ensure_engine(
     trt = import_tensorrt()
     gpu_name, capability = device_identity(device)
     onnx_path = Path(onnx_path)
-    resolved = resolve_input_shapes(declared_inputs(load_onnx_graph(onnx_path)), input_size)
+    graph = load_onnx_graph(onnx_path)
+    declared = declared_inputs(graph)
+    input_size = default_input_size(graph, input_size)
+    stride = onnx_metadata(graph).get(METADATA_PREFIX + "stride")
+    resolved = resolve_input_shapes(declared, input_size, feature_map_shapes(declared, input_size, int(stride) if stride else None))
     size = image_input_size(resolved) or input_size  # a graph without image input: its model's size
     if size is None:
         raise ModelError(f"{onnx_path} has no [1, 1, H, W] image input; pass the model's input_size")
@@ -239,7 +245,9 @@ class TensorRTBackend:
             ``.engine`` built by ``coarse-loftr build-engine`` (loaded directly; its
             ``.engine.json`` description must lie beside it).
         precision: ``fp16`` (default) or ``fp32`` for engines built from ONNX.
-        input_size: (width, height) for an ONNX model with dynamic image inputs.
+        input_size: (width, height) for an ONNX model with dynamic image inputs (an engine is
+            built and cached per size), or within the profile of an ``.engine`` built with
+            ``build-engine --min-size/--max-size`` (default: its opt size).
         cache_dir: engine cache (default ``~/.cache/coarse_loftr_ros/engines`` or
             ``$COARSE_LOFTR_ENGINE_CACHE``).
         rebuild: build the engine even if the cache holds one.
@@ -260,6 +268,7 @@ class TensorRTBackend:
         device: int = 0,
     ) -> None:
         self.model_path = Path(model)
+        self._options = {"precision": precision, "cache_dir": cache_dir, "rebuild": rebuild, "workspace_mb": workspace_mb, "device": device}
         if not self.model_path.is_file():
             raise ModelError(f"model file {self.model_path} does not exist; pass an .onnx or .engine file")
         if self.model_path.suffix.lower() in ENGINE_SUFFIXES:
@@ -278,7 +287,9 @@ class TensorRTBackend:
         _check_exported(self.model_path, description.get("metadata", {}))
         self.stride = int(self.metadata["stride"])
         self.precision = description.get("precision", "")
-        self._runner = EngineRunner(self.engine_path, tuple(description["input_size"]), device=device)
+        engine_size = input_size if input_size is not None and self.engine_path == self.model_path else description["input_size"]
+        self.input_size_range = description.get("input_size_range")  # [[min w, min h], [max w, max h]] or None
+        self._runner = EngineRunner(self.engine_path, tuple(engine_size), device=device)
         names_in = {spec.name for spec in self._runner.inputs}
         names_out = {spec.name for spec in self._runner.outputs}
         if names_in != set(INPUT_NAMES) or not set(OUTPUT_NAMES) <= names_out:
@@ -310,7 +321,8 @@ class TensorRTBackend:
                 for path in (features_file, matching_file)
             )
         features = EngineRunner(features_file, self.input_size, device=device)
-        matching = EngineRunner(matching_file, device=device)
+        shape = next((s.shape for s in features.outputs if s.name == "features"), None)  # [1, C, rows, columns]
+        matching = EngineRunner(matching_file, input_shapes={"features0": shape, "features1": shape} if shape else None, device=device)
         expected = (
             ({s.name for s in features.inputs}, {"image"}),
             ({s.name for s in matching.inputs}, {"features0", "features1"}),
@@ -327,6 +339,23 @@ class TensorRTBackend:
     def supports_features(self) -> bool:
         """True when sequence mode can compute each frame's CNN features once."""
         return self._features_runner is not None
+
+    def set_input_size(self, size: tuple[int, int]) -> None:
+        """Run at ``size`` (width, height) from now on: an ``.onnx`` model gets (or builds and
+        caches) its engine for that size; an ``.engine`` reopens at a size inside its profile.
+        ModelError (one line) for a size the model or engine cannot take."""
+        from ..preprocess import check_input_size
+
+        size = check_input_size(size, self.stride)
+        if size == self.input_size:
+            return
+        if self.model_path.suffix.lower() in ENGINE_SUFFIXES and self.input_size_range is None:
+            raise ModelError(
+                f"engine {self.model_path.name} was built for {self.input_size[0]}x{self.input_size[1]} only; rebuild it with "
+                f"`coarse-loftr build-engine --width {size[0]} --height {size[1]}` or a --min-size/--max-size range"
+            )
+        self.close()
+        self.__init__(self.model_path, input_size=size, **self._options)
 
     def features(self, image: np.ndarray) -> np.ndarray:
         """Per-frame features (the features engine's output) of one float32 [1, 1, H, W] image (a host array)."""

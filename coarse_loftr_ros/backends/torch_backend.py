@@ -44,6 +44,15 @@ class TorchBackend:
         self.model_name = self.model_path.name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.wrapper = ExportableMatcher(network).to(self.device).eval()
+        rows, columns = network.pos_encoding.max_shape
+        self.max_input_size = (columns * self.stride, rows * self.stride)
+
+    def set_input_size(self, size: tuple[int, int]) -> None:
+        """Run at ``size`` (width, height) pixels from now on (the network takes any size
+        ``check_input_size`` accepts); InputSizeError (one line) otherwise."""
+        from ..preprocess import check_input_size
+
+        self.input_size = check_input_size(size, self.stride, self.max_input_size)
 
     def run(self, image0: np.ndarray, image1: np.ndarray) -> RawMatches:
         torch = self._torch

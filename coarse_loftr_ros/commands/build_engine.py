@@ -13,6 +13,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size(text: str) -> tuple[int, int]:
+    """argparse ``type=`` for WxH sizes in pixels."""
+    from ..options import input_size_arg
+
+    value = input_size_arg(text)
+    if value == "auto":
+        raise argparse.ArgumentTypeError("must be WIDTHxHEIGHT in pixels (e.g. 1216x384), not auto")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build-engine",
@@ -35,6 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workspace-mb", type=_positive_int, default=1024, metavar="N", help="builder memory limit in MiB (default 1024)")
     parser.add_argument("--width", type=_positive_int, default=None, help="input width for a model with dynamic input size")
     parser.add_argument("--height", type=_positive_int, default=None, help="input height for a model with dynamic input size")
+    parser.add_argument("--min-size", type=_size, default=None, metavar="WxH",
+                        help="with --max-size: an optimisation profile from WxH to --max-size (a dynamic-size model), "
+                             "tuned for --width x --height; without: the engine takes --width x --height only")
+    parser.add_argument("--max-size", type=_size, default=None, metavar="WxH", help="the profile's largest input (see --min-size)")
     parser.add_argument(
         "--pair-only", action="store_true",
         help="do not build the sequence-mode graphs (MODEL.features.onnx, MODEL.matching.onnx) even when they lie beside the model",
@@ -62,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             raise CoarseLoftrError("--int8 needs --calibration-images DIR (images like the ones the camera sees)")
     if (args.width is None) != (args.height is None):
         raise CoarseLoftrError("give both --width and --height, or neither")
+    if (args.min_size is None) != (args.max_size is None):
+        raise CoarseLoftrError("give both --min-size and --max-size, or neither")
+    if args.min_size is not None and args.width is None:
+        raise CoarseLoftrError("a --min-size/--max-size profile needs --width and --height: the size it is tuned for")
     from ..options import check_output_file
 
     check_output_file(args.output, "--output", (".engine", ".plan"))  # the suffixes Matcher(model=...) loads
@@ -72,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         precision=precision,
         workspace_mb=args.workspace_mb,
         input_size=(args.width, args.height) if args.width else None,
+        size_range=(args.min_size, args.max_size) if args.min_size else None,
         calibration_images=str(args.calibration_images) if args.calibration_images else None,
         calibration_cache=str(calibration_cache),
         max_calibration_images=args.max_calibration_images,
@@ -87,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
     description = build_engine_file(args.onnx, args.output, options, verbose=args.verbose)
     size = "x".join(str(v) for v in description["input_size"] or ()) or "no image"
+    if description.get("input_size_range"):
+        (min_w, min_h), (max_w, max_h) = description["input_size_range"]
+        size += f" (profile {min_w}x{min_h} .. {max_w}x{max_h})"
     print(
         f"wrote {args.output} ({precision}, {size} input, TensorRT {description['tensorrt_version']}, "
         f"{description['gpu_name']})"

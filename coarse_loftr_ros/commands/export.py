@@ -22,13 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX with match extraction in the graph (needs torch)",
-        description="Export a coarse LoFTR checkpoint to ONNX (opset 17, static shapes, top-K matches out).",
+        description="Export a coarse LoFTR checkpoint to ONNX (opset 17, dynamic height and width, top-K matches out).",
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt/.ckpt)")
     parser.add_argument("--output", type=Path, required=True, metavar="MODEL.onnx", help="ONNX file to write (its folder must exist)")
     parser.add_argument("--config", choices=["student", "teacher"], default=None, help="model config (default: stored in the checkpoint, else student)")
-    parser.add_argument("--width", type=positive_int_arg, default=640, help="model input width in pixels (default 640, whatever size it was trained at)")
+    parser.add_argument("--width", type=positive_int_arg, default=640,
+                        help="model input width in pixels: the runtime's default size of a dynamic graph, the only one of a --static one (default 640)")
     parser.add_argument("--height", type=positive_int_arg, default=480, help="model input height in pixels (default 480)")
+    parser.add_argument("--static", action="store_true",
+                        help="fixed --width x --height inputs instead of dynamic height and width (e.g. for a runtime without dynamic shapes)")
     parser.add_argument("--top-k", type=positive_int_arg, default=1024, help="number of match rows the graph outputs (default 1024)")
     parser.add_argument("--threshold", type=threshold_arg, default=0.0, metavar="T", help="minimum confidence in [0, 1] inside the graph (default 0)")
     parser.add_argument("--border", type=_non_negative_int, default=0, help="coarse cells removed at each border (default 0, chosen on the development set: see docs/training.md)")
@@ -59,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"{error}; pick --width/--height divisible by it") from None
     extraction = ExtractionConfig(top_k=args.top_k, threshold=args.threshold, border=args.border)
     try:
-        path = export_onnx(model, args.output, extraction, args.refinement)
+        path = export_onnx(model, args.output, extraction, args.refinement, dynamic=not args.static)
     except ValueError as error:  # e.g. --refinement learned for a model without one
         raise ModelError(str(error)) from None
-    print(f"wrote {path} ({model.config.name}, {model.config.input_width}x{model.config.input_height} input)")
+    kind = "fixed" if args.static else "dynamic height and width, default"
+    print(f"wrote {path} ({model.config.name}, {kind} {model.config.input_width}x{model.config.input_height} input)")
     return 0

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     matcher = Matcher(
         model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
         lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs,
+        input_size=args.input_size,
     )
     result = matcher.match(image0, image1)
     if args.overlay:

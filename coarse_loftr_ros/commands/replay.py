@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         lk_refinement=args.lk_refinement,
         rotation_search=args.rotation_search,
         rewarp=args.rewarp, max_model_runs=args.max_model_runs,
+        input_size=args.input_size,
         use_camera_info=not args.no_camera_info,
         camera_info_topic=args.camera_info_topic,
         camera_info0_topic=args.camera_info0_topic,
