@@ -137,8 +137,9 @@ def test_a_zoomed_out_view_is_matched_after_scaling_it_back(frame):
     searched = Matcher(rewarp=False).match(frame, shrunk)
     upright = Matcher(rotation_search=False, rewarp=False).match(frame, shrunk)
     assert searched.scale in SEARCH_SCALES and upright.scale == 1.0
-    # Measured 397 correct matches with the search against 55 upright.
-    assert correct(searched, to_image1) >= max(3 * correct(upright, to_image1), 200)
+    # Measured 199 correct matches (of 213) with the search against 26 upright (polish window 9).
+    assert correct(searched, to_image1) >= max(3 * correct(upright, to_image1), 150)
+    assert correct(searched, to_image1) >= 0.85 * len(searched)
 
 
 def test_sequence_mode_starts_from_the_previous_pairs_view(frame):
