@@ -25,7 +25,7 @@ from .options import check_max_matches, check_max_model_runs, check_threshold
 from .preprocess import InputSizeError, Letterbox, auto_input_size, check_layout, check_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
-from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, as_homography
+from .steps import PREDICTED_ANGLE_MIN, Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, as_homography
 
 STEP_TIMINGS = ("prior", "search", "rewarp")
 """Steps whose own work (warps, fits, predictions; not their model runs) ``timing_ms`` reports."""
@@ -49,6 +49,14 @@ class FrameFeatures:
     data: np.ndarray
     letterbox: Letterbox
     image: np.ndarray
+
+
+def _is_turn_or_zoom(candidate: Candidate) -> bool:
+    """A pair won in a view turned by at least ``PREDICTED_ANGLE_MIN`` or scaled: a view change the
+    next pair of a video likely shares (the motion prior). A rewarp alone (a few degrees or
+    percent) is not carried over: on a hand-held video it would keep the next pairs in a stale
+    warp instead of the upright view they match best in."""
+    return abs(candidate.view.angle) >= PREDICTED_ANGLE_MIN or candidate.view.scale != 1.0
 
 
 class Matcher:
@@ -308,7 +316,7 @@ class Matcher:
         best = pair.run_steps(self.steps)
         given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ
         if sequence:
-            self._prior = None if best.view.to_image1 is None else as_homography(best.view.to_image1)
+            self._prior = as_homography(best.view.to_image1) if _is_turn_or_zoom(best) else None
         inferred = time.perf_counter()
         result = self._to_result(best, box0, given_box1, image0)
         result.rotation_deg, result.scale, result.rewarped = best.view.angle, best.view.scale, best.view.rewarped

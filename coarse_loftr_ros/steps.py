@@ -161,9 +161,10 @@ def as_homography(transform: np.ndarray) -> np.ndarray:
 class MotionPrior:
     """Sequence mode: the previous pair's view of image 1, tried before the upright one.
 
-    Consecutive frames move smoothly: when the previous pair was matched turned, scaled or
-    rewarped, the same transform (image 0 -> view, applied to the new image 1) is the likeliest
-    view of this pair. Proposes only as the pair's first run, and only with a prior."""
+    Consecutive frames move smoothly: when the previous pair was matched turned (by at least
+    ``PREDICTED_ANGLE_MIN``) or scaled, the same transform (with its rewarp, if any), applied to
+    the new image 1, is the likeliest view of this pair. Proposes only as the pair's first run,
+    and only with a prior (``Matcher`` keeps it)."""
 
     name = "prior"
 
