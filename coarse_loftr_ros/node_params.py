@@ -98,10 +98,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "search or rewarp); a pair taken while the node is behind (a newer pair replaced a waiting one) "
                   "gets 1, counted as 'steps shed total'", minimum=1, maximum=32, dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
-    ParameterSpec("input_width", 0, "torch / tensorrt: model input width in pixels; 0 = the model's own "
-                  "(an ONNX model has a fixed size: re-export to change it)", minimum=0, maximum=4096, step=8),
-    ParameterSpec("input_height", 0, "torch / tensorrt: model input height in pixels; 0 = the model's own",
+    ParameterSpec("input_width", 0, "model input width in pixels, a multiple of the model's stride (16); 0 = the "
+                  "model's own (640); an ONNX model exported with fixed shapes takes only its own",
                   minimum=0, maximum=4096, step=8),
+    ParameterSpec("input_height", 0, "model input height in pixels; 0 = the model's own (480)",
+                  minimum=0, maximum=4096, step=8),
+    ParameterSpec("input_size_auto", False, "choose the model input from the first image: its aspect ratio at about "
+                  "640x480 pixels (1226x370 KITTI frames: 1008x304); instead of input_width/input_height"),
     ParameterSpec("trt_precision", "fp16", "tensorrt: precision of an engine built from an ONNX model (int8: only "
                   "with a prebuilt, calibrated .engine)", choices=("fp32", "fp16", "int8")),
     ParameterSpec("engine_cache_dir", "", "tensorrt: folder of cached engines; empty = the backend's default"),
@@ -154,6 +157,7 @@ class NodeConfig:
     threads: int
     input_width: int
     input_height: int
+    input_size_auto: bool
     trt_precision: str
     engine_cache_dir: str
     engine_rebuild: bool
@@ -217,12 +221,9 @@ def validate_parameters(values: Mapping[str, Any]) -> NodeConfig:
         )
     if (config.input_width == 0) != (config.input_height == 0):
         raise ParameterError("set both input_width and input_height, or neither (0 = the model's own size)")
+    if config.input_width and config.input_size_auto:
+        raise ParameterError("set input_width/input_height or input_size_auto, not both")
     backend = resolve_backend(config.model, config.backend)
-    if config.input_width and backend == "onnxruntime":
-        raise ParameterError(
-            "input_width/input_height do not apply to an ONNX model on onnxruntime (its input size is fixed); "
-            "re-export with `coarse-loftr export` at the size you want"
-        )
     if config.backend == "tensorrt" and Path(config.model).suffix.lower() in (".pt", ".pth", ".ckpt"):
         raise ParameterError("the tensorrt backend needs an .onnx or .engine model; export the checkpoint first")
     if backend == "tensorrt" and config.trt_precision == "int8" and Path(config.model).suffix.lower() not in (".engine", ".plan"):
@@ -270,15 +271,14 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "rewarp": config.rewarp,
         "max_model_runs": config.max_model_runs,
     }
-    input_size = (config.input_width, config.input_height) if config.input_width else None
+    if config.input_size_auto:
+        arguments["input_size"] = "auto"
+    elif config.input_width:
+        arguments["input_size"] = (config.input_width, config.input_height)
     if backend == "onnxruntime" and config.threads:
         arguments["threads"] = config.threads
-    elif backend == "torch" and input_size:
-        arguments["input_size"] = input_size
     elif backend == "tensorrt":
         arguments.update(precision=config.trt_precision, rebuild=config.engine_rebuild, device=config.gpu_device)
-        if input_size:
-            arguments["input_size"] = input_size
         if config.engine_cache_dir:
             arguments["cache_dir"] = config.engine_cache_dir
         if config.trt_workspace_mb:

@@ -71,8 +71,7 @@ def test_only_runtime_tunable_parameters_are_dynamic():
         ({"publish_overlay": "yes"}, "publish_overlay must be a bool"),
         ({"input_width": 641, "input_height": 480}, "multiple of 8"),
         ({"input_width": 640}, "set both input_width and input_height"),
-        ({"input_width": 640, "input_height": 480}, "do not apply to an ONNX model"),
-        ({"model": "net.onnx", "backend": "auto", "input_width": 320, "input_height": 240}, "do not apply"),
+        ({"input_width": 1008, "input_height": 304, "input_size_auto": True}, "not both"),
         ({"model": "student.ckpt", "backend": "tensorrt"}, "tensorrt backend needs an .onnx or .engine"),
         ({"model": "weights.bin"}, "unknown file type"),
         ({"mode": "sequence", "keyframe_every": 0}, "never replaced"),
@@ -132,6 +131,10 @@ def test_matcher_arguments_per_backend():
     }
     torch = validate_parameters({"model": "s.ckpt", "input_width": 320, "input_height": 240, "threads": 4})
     assert matcher_arguments(torch)["input_size"] == (320, 240) and "threads" not in matcher_arguments(torch)
+    # The shipped graphs take any size (dynamic axes): the sizes reach the Matcher on onnxruntime too.
+    assert matcher_arguments(validate_parameters({"input_width": 1008, "input_height": 304}))["input_size"] == (1008, 304)
+    assert matcher_arguments(validate_parameters({"input_size_auto": True}))["input_size"] == "auto"
+    assert "input_size" not in matcher_arguments(base)
     trt = validate_parameters(
         {"backend": "tensorrt", "engine_cache_dir": "/cache", "trt_workspace_mb": 2048, "threads": 3}
     )
