@@ -126,6 +126,7 @@ class ReplayConfig:
     lk_refinement: bool = NODE_DEFAULTS["lk_refinement"]
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     rewarp: bool = NODE_DEFAULTS["rewarp"]
+    max_model_runs: int = NODE_DEFAULTS["max_model_runs"]
     input_size: tuple[int, int] | str | None = None  # Matcher(input_size=...): None, (width, height) or "auto"
     # Camera calibration for the report's essential-matrix inliers.
     use_camera_info: bool = True
@@ -668,6 +669,7 @@ def _create_matcher(config: ReplayConfig) -> Any:
         lk_refinement=config.lk_refinement,
         rotation_search=config.rotation_search,
         rewarp=config.rewarp,
+        max_model_runs=config.max_model_runs,
         input_size=config.input_size,
     )
 
