@@ -84,7 +84,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=("auto", "onnxruntime", "tensorrt", "torch")),
     ParameterSpec("threshold", 0.0, "minimum match confidence; 0 keeps every match the model returns",
                   minimum=0.0, maximum=1.0, dynamic=True),
-    ParameterSpec("max_matches", 0, "keep at most this many matches, the most confident (top-K); 0 = all",
+    ParameterSpec("max_matches", 0, "keep at most this many matches, the most confident (top-K); 0 = all the model "
+                  "returns (at most its top-k: 1024 for the shipped model)",
                   minimum=0, maximum=100000, dynamic=True),
     ParameterSpec("lk_refinement", True, "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
                   "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
