@@ -25,7 +25,7 @@ from .options import check_max_matches, check_max_model_runs, check_threshold
 from .preprocess import InputSizeError, Letterbox, auto_input_size, check_layout, check_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
-from .steps import PREDICTED_ANGLE_MIN, Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, as_homography
+from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of
 
 STEP_TIMINGS = ("prior", "search", "rewarp")
 """Steps whose own work (warps, fits, predictions; not their model runs) ``timing_ms`` reports."""
@@ -49,14 +49,6 @@ class FrameFeatures:
     data: np.ndarray
     letterbox: Letterbox
     image: np.ndarray
-
-
-def _is_turn_or_zoom(candidate: Candidate) -> bool:
-    """A pair won in a view turned by at least ``PREDICTED_ANGLE_MIN`` or scaled: a view change the
-    next pair of a video likely shares (the motion prior). A rewarp alone (a few degrees or
-    percent) is not carried over: on a hand-held video it would keep the next pairs in a stale
-    warp instead of the upright view they match best in."""
-    return abs(candidate.view.angle) >= PREDICTED_ANGLE_MIN or candidate.view.scale != 1.0
 
 
 class Matcher:
@@ -83,8 +75,8 @@ class Matcher:
             upright view only, no search and no rewarp). The steps spend it in the order of
             ``steps``: the motion prior, the upright view, the predicted rotation, the rewarp,
             the fixed angles and scales of the search.
-        motion_prior: in sequence mode, try the view the previous pair was matched in (turned,
-            scaled or rewarped) before the upright one (``steps.MotionPrior``).
+        motion_prior: in sequence mode, try the view the previous pair was matched in (when the
+            search turned or scaled it) before the upright one (``steps.MotionPrior``).
         input_size: the model input (width, height) in pixels. None (default): the model's
             own (640x480 for the shipped model). A tuple: that size, whole multiples of the
             model's stride (16 px), at least 4 cells each way and at most 1280x1024 pixels; a
@@ -316,7 +308,7 @@ class Matcher:
         best = pair.run_steps(self.steps)
         given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ
         if sequence:
-            self._prior = as_homography(best.view.to_image1) if _is_turn_or_zoom(best) else None
+            self._prior = prior_of(best)
         inferred = time.perf_counter()
         result = self._to_result(best, box0, given_box1, image0)
         result.rotation_deg, result.scale, result.rewarped = best.view.angle, best.view.scale, best.view.rewarped

@@ -72,7 +72,6 @@ class Candidate:
     letterbox1: Letterbox  # the view's placement in the model input
     view: View
     score: float = 0.0
-    step: str = ""
 
 
 class Step(Protocol):
@@ -107,7 +106,6 @@ class PairSearch:
     notes: dict = field(default_factory=dict)  # per-pair memory of the steps (what was tried)
     model_ms: float = 0.0
     step_ms: dict[str, float] = field(default_factory=dict)
-    step_runs: dict[str, int] = field(default_factory=dict)
 
     @property
     def best_score(self) -> float:
@@ -141,11 +139,10 @@ class PairSearch:
         raw, box = self.run(view.image)
         ran = time.perf_counter()
         self.model_ms += (ran - before) * 1e3
-        candidate = Candidate(raw, box, view, self.score(raw, box), name)
+        candidate = Candidate(raw, box, view, self.score(raw, box))
         self.candidates.append(candidate)
         if self.best is None or candidate.score > self.best.score:
             self.best = candidate
-        self.step_runs[name] = self.step_runs.get(name, 0) + 1
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (time.perf_counter() - ran) * 1e3
 
     def _charge(self, name: str, start: float) -> None:
@@ -173,6 +170,16 @@ class MotionPrior:
             return None
         width, height = pair.box0.original_size
         return View(warp_onto(pair.image1, pair.prior, (width, height)), pair.prior, rewarped=True, key=("prior",))
+
+
+def prior_of(best: Candidate) -> np.ndarray | None:
+    """What ``MotionPrior`` carries to the next pair of a sequence: the 3x3 transform of a view
+    turned by at least ``PREDICTED_ANGLE_MIN`` or scaled (with its rewarp, if any), else None. A
+    rewarp alone (a few degrees or percent) is not carried over: on a hand-held video it would
+    keep the next pairs in a stale warp instead of the upright view they match best in."""
+    if abs(best.view.angle) >= PREDICTED_ANGLE_MIN or best.view.scale != 1.0:
+        return as_homography(best.view.to_image1)
+    return None
 
 
 class Upright:

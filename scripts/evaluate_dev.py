@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 
 from coarse_loftr_ros import Matcher
+from coarse_loftr_ros.bench import MODEL_ALONE
 from coarse_loftr_train import evaluation
 from coarse_loftr_train import sequence_evaluation
 
 LEVELS = ("easy", "medium", "hard")
 STRIDES = sequence_evaluation.DEFAULT_STRIDES  # kitti_seq_dev: frame distances k -> k+s
 STEPS = {
-    "model only": {"lk_refinement": False, "rotation_search": False, "rewarp": False},
+    "model only": MODEL_ALONE,
     "no rewarp": {"rewarp": False},
     "no rotation search": {"rotation_search": False},
     "no LK polish": {"lk_refinement": False},

@@ -48,7 +48,7 @@ def kitti_frames() -> list[np.ndarray]:
 def test_sequence_mode_on_kitti_frames_gives_tracks_beyond_one_pair(kitti_frames):
     from coarse_loftr_ros import Matcher
 
-    matcher, tracker, lengths_seen = Matcher(), CellTracker(), []
+    matcher, tracker = Matcher(), CellTracker()
     for frame in kitti_frames:
         result = matcher.match_next(frame)
         if result is not None:
