@@ -32,7 +32,6 @@ the latency stays one inference plus at most one waiting pair.
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import threading
 import time
@@ -78,6 +77,7 @@ from .message_matching import MatchedPair, MessageMatcher
 from .node_diagnostics import MatcherStatistics
 from .node_params import PARAMETERS, NodeConfig, ParameterError, ParameterSpec, matcher_arguments, validate_parameters
 from .pairing import Frame, LatestOnlySlot, StereoPairer, stamp_to_ns
+from .stop_request import stop_on_signals
 
 NODE_NAME = "matcher"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -453,26 +453,23 @@ def main(args: list[str] | None = None) -> int:
     # handlers a signal can invalidate the context while spin builds its next wait set, and
     # spin then raises RCLError instead of returning.)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
-    try:
-        node = MatcherNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except CoarseLoftrError as error:  # bad parameters, model or backend: one line, exit
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop:
+        try:
+            node = MatcherNode()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except CoarseLoftrError as error:  # bad parameters, model or backend: one line, exit
+            rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+            return 1
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

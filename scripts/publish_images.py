@@ -35,14 +35,14 @@ for stereo: ``{"left": {...}, "right": {...}}``. Sizes are pixels of the publish
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from coarse_loftr_ros.stop_request import StopRequest, stop_on_signals
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -100,7 +100,7 @@ def video_rate(source: Path) -> float | None:
 class Publisher:
     """An rclpy node that publishes images with sensor-data QoS (or reliable)."""
 
-    def __init__(self, reliable: bool, stop: threading.Event) -> None:
+    def __init__(self, reliable: bool, stop: StopRequest) -> None:
         import rclpy
         import rclpy.duration
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -332,16 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         fail(f"needs ROS 2 (cannot import {error.name}): source .ros2/setup.bash (scripts/setup_ros2_venv.sh) "
              "or /opt/ros/<distro>/setup.bash")
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    ros = Publisher(args.reliable, stop)
-    count, elapsed = 0, 0.0
-    try:
-        count, elapsed = publish_bag(args, ros) if is_bag(args.source) else publish_frames(args, ros)
-    finally:
-        ros.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop:  # a flag, not a threading.Event: see coarse_loftr_ros/stop_request.py
+        ros = Publisher(args.reliable, stop)
+        count, elapsed = 0, 0.0
+        try:
+            count, elapsed = publish_bag(args, ros) if is_bag(args.source) else publish_frames(args, ros)
+        finally:
+            ros.close()
     what = "messages" if is_bag(args.source) else ("pairs" if args.right else "frames")
     print(f"published {count} {what} in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} Hz)")
     return 0

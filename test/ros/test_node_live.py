@@ -725,11 +725,20 @@ def test_the_feeder_stops_cleanly_on_a_signal(frames, tmp_path, sig):
     """publish_images.py --loop on real frames, stopped by Ctrl-C (or SIGTERM): exit 0, no traceback."""
     folder = _frame_folder(tmp_path, "frames", frames[:3])
     feeder = _feeder(tmp_path, next_domain_id(), str(folder), "--loop", "--rate", "20", "--wait", "0")
-    time.sleep(4.0)  # well into the loop
-    assert feeder.poll() is None, (tmp_path / "feeder.log").read_text()
+    log_path = tmp_path / "feeder.log"
+    deadline = time.monotonic() + 60.0  # a loaded machine can take long to import rclpy
+    while "publishing anyway" not in log_path.read_text() and feeder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the feeder is past its set-up and in its loop
+    time.sleep(1.0)
+    assert feeder.poll() is None and "publishing anyway" in log_path.read_text(), log_path.read_text()
     feeder.send_signal(sig)
-    returncode = feeder.wait(timeout=30)
-    log = (tmp_path / "feeder.log").read_text()
+    try:
+        returncode = feeder.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        feeder.kill()
+        feeder.wait()
+        raise AssertionError(f"the feeder did not stop within 60 s of {sig.name}:\n{log_path.read_text()}") from None
+    log = log_path.read_text()
     assert returncode == 0, log
     assert "Traceback" not in log and "RCLError" not in log, log
     assert "published " in log and " frames in " in log, log
