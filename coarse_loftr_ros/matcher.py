@@ -217,11 +217,24 @@ class Matcher:
         tensor0, box0 = self._prepare_gray(gray0)
         tensor1, box1 = self._prepare_gray(gray1)
 
-        def run(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
-            tensor, box = (tensor1, box1) if image1 is gray1 else self._prepare_gray(image1)
-            return self.backend.run(tensor0, tensor), box
+        if not self._sequence_features:
 
-        return self._match(run, gray0, box0, gray1, start, time.perf_counter())
+            def run(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
+                tensor, box = (tensor1, box1) if image1 is gray1 else self._prepare_gray(image1)
+                return self.backend.run(tensor0, tensor), box
+
+            return self._match(run, gray0, box0, gray1, start, time.perf_counter())
+        # With the split graphs, image 0's features are computed once (in the first run), so a
+        # second view of image 1 (rewarp, search) costs image 1's features and the matching only.
+        features0: list[FrameFeatures] = []
+
+        def run_split(image1: np.ndarray) -> tuple[RawMatches, Letterbox]:
+            if not features0:
+                features0.append(self._extract(tensor0, box0, gray0))
+            features = self._extract(tensor1, box1, gray1) if image1 is gray1 else self._extract(*self._prepare_gray(image1), image1)
+            return self._match_extracted(features0[0], features), features.letterbox
+
+        return self._match(run_split, gray0, box0, gray1, start, time.perf_counter())
 
     def match_next(self, frame: np.ndarray) -> MatchResult | None:
         """Sequence mode: match the previous frame (image 0) against ``frame`` (image 1).

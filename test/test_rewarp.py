@@ -106,6 +106,9 @@ def test_a_rewarped_pair_costs_one_more_run(frame, seen_in_perspective):
     counter = CountingBackend(matcher)
     assert matcher.match(frame, seen_in_perspective).rewarped
     assert counter.runs == 2
+    # The shipped model has the split graphs: image 0's features are computed once, so the
+    # second run costs the rewarped view's features and the matching only.
+    assert counter.extractions == 3
 
 
 def test_sequence_mode_rewarps_like_pair_mode(frame, seen_in_perspective):

@@ -11,15 +11,22 @@ from coarse_loftr_ros.rotation_search import SEARCH_SCALES, predict_rotation, ma
 
 
 class CountingBackend:
-    """Counts model runs of the real backend it wraps (nothing else changes)."""
+    """Counts model runs (and per-image feature extractions) of the real backend it wraps
+    (nothing else changes)."""
 
     def __init__(self, matcher: Matcher) -> None:
         self.runs = 0
-        for name in ("run", "match_features"):
-            original = getattr(matcher.backend, name)
+        self.extractions = 0
+        for name in ("run", "match_features", "features"):
+            original = getattr(matcher.backend, name, None)
+            if original is None:
+                continue
 
-            def counted(*args, original=original):
-                self.runs += 1
+            def counted(*args, original=original, name=name):
+                if name == "features":
+                    self.extractions += 1
+                else:
+                    self.runs += 1
                 return original(*args)
 
             setattr(matcher.backend, name, counted)
