@@ -22,7 +22,7 @@ from .backends.base import Backend, RawMatches, set_input_size, takes_any_size
 from .errors import ImageError
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_threshold
-from .preprocess import InputSizeError, Letterbox, auto_input_size, check_layout, check_size, to_grayscale, to_model_input
+from .preprocess import InputSizeError, Letterbox, check_layout, check_size, follow_input_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of
@@ -78,11 +78,12 @@ class Matcher:
         motion_prior: in sequence mode, try the view the previous pair was matched in (when the
             search turned or scaled it) before the upright one (``steps.MotionPrior``).
         input_size: the model input (width, height) in pixels. ``"auto"`` (default): for
-            each pair, the input follows image 1's aspect ratio at about 640x480 pixels
-            (``preprocess.auto_input_size``: 1226x370 KITTI frames -> 1008x304, 1280x720 ->
-            736x416, 4:3 images 640x480), so a wide camera is not letterboxed into a 4:3 input;
-            on a model that runs at one size only (exported with fixed shapes, or a TensorRT
-            engine) it is that size. None: the model's own (640x480 for the shipped model). A
+            each pair, the model's own size while image 1 letterboxed into it fills at least
+            80 % of it (4:3 and 3:2 images), else the same area at image 1's aspect ratio
+            (``preprocess.follow_input_size``: 1226x370 KITTI frames -> 1008x304, 1280x720 ->
+            736x416), so a wide camera is not letterboxed into a 4:3 input; on a model that
+            runs at one size only (exported with fixed shapes, or a TensorRT engine) it is
+            that size. None: the model's own (640x480 for the shipped model). A
             tuple: that size, whole multiples of the model's stride (16 px), at least 4 cells
             each way and at most 1280x1024 pixels; a model exported with fixed shapes takes
             only its own.
@@ -123,6 +124,7 @@ class Matcher:
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         # "auto": each pair's input follows image 1 (_follow), where the model takes any size.
         self._follows_images = input_size == "auto" and takes_any_size(self.backend)
+        self._model_input_size = tuple(self.backend.input_size)  # the model's own, before any change
         if isinstance(input_size, (tuple, list)):
             set_input_size(self.backend, tuple(input_size))
         self._grid_points: tuple[tuple[int, int], np.ndarray] | None = None  # (grid, its cell points), see _cell_points
@@ -208,7 +210,8 @@ class Matcher:
             height, width = image.shape[:2]
             if min(height, width) < self.backend.stride:
                 return  # refused with its reason by check_size
-            set_input_size(self.backend, auto_input_size((width, height), self.backend.stride, max_size=getattr(self.backend, "max_input_size", None)))
+            size = follow_input_size((width, height), self._model_input_size, self.backend.stride, getattr(self.backend, "max_input_size", None))
+            set_input_size(self.backend, size)
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """Validate an image and convert it to the model input (see ``preprocess``; with

@@ -105,9 +105,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0, maximum=4096, step=8),
     ParameterSpec("input_height", 0, "model input height in pixels; 0 = chosen by input_size_auto",
                   minimum=0, maximum=4096, step=8),
-    ParameterSpec("input_size_auto", True, "the model input follows each image's aspect ratio at about 640x480 "
-                  "pixels (1226x370 KITTI frames: 1008x304, 1280x720: 736x416); false = the model's own size "
-                  "(640x480); on a TensorRT engine or a fixed-shape ONNX model always the model's own"),
+    ParameterSpec("input_size_auto", True, "the model's own 640x480 for images near 4:3 (letterboxed, they fill "
+                  "80 % of it), else the same area at the image's aspect ratio (1226x370 KITTI frames: 1008x304, "
+                  "1280x720: 736x416); false = always the model's own; on a TensorRT engine or a fixed-shape ONNX "
+                  "model always the model's own"),
     ParameterSpec("trt_precision", "fp16", "tensorrt: precision of an engine built from an ONNX model (int8: only "
                   "with a prebuilt, calibrated .engine)", choices=("fp32", "fp16", "int8")),
     ParameterSpec("engine_cache_dir", "", "tensorrt: folder of cached engines; empty = the backend's default"),

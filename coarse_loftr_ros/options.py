@@ -197,8 +197,8 @@ def add_matching_arguments(parser) -> None:
                              "returns, which is at most its top-k: 1024 for the shipped model)")
     parser.add_argument("--input-size", type=input_size_arg, default="auto", metavar="WxH|auto|model",
                         help="model input in pixels, multiples of the model's stride (16), e.g. 1008x304; auto (default): "
-                             "follow each pair's aspect ratio at about 640x480 pixels (1226x370 -> 1008x304); model: the "
-                             "model's own size (640x480)")
+                             "640x480 for images near 4:3, else the same area at the image's aspect ratio (1226x370 -> "
+                             "1008x304); model: the model's own size (640x480)")
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",

@@ -71,6 +71,23 @@ def test_auto_input_size_follows_the_aspect_ratio_at_about_640x480_pixels(image,
         assert size[0] - resized[0] < 16 and size[1] - resized[1] < 16
 
 
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        ((640, 480), (640, 480)),  # 4:3: the model's own
+        ((960, 640), (640, 480)),  # 3:2 (the castle views) fills 89 %: letterboxed as before
+        ((741, 500), (640, 480)),  # the motorcycle stereo pair: 90 %
+        ((1280, 720), (736, 416)),  # 16:9 fills 75 %: its own shape
+        ((512, 512), (560, 560)),  # square: 75 %
+        ((1226, 370), (1008, 304)),  # KITTI: 33 %
+    ],
+)
+def test_follow_input_size_keeps_the_letterbox_while_it_fills_the_input(image, expected):
+    from coarse_loftr_ros.preprocess import follow_input_size
+
+    assert follow_input_size(image, (640, 480), 16) == expected
+
+
 def test_auto_input_size_respects_the_model_limits():
     assert auto_input_size((1226, 370), 16, pixels=4_000_000)[0] * auto_input_size((1226, 370), 16, pixels=4_000_000)[1] <= MAX_INPUT_PIXELS
     assert auto_input_size((1226, 370), 16, max_size=(640, 640)) == (640, 304)
