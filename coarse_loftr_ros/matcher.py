@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from .backends import create_backend
-from .backends.base import Backend, RawMatches, set_input_size
+from .backends.base import Backend, RawMatches, set_input_size, takes_any_size
 from .errors import ImageError
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_threshold
-from .preprocess import InputSizeError, Letterbox, auto_input_size, check_layout, check_size, to_grayscale, to_model_input
+from .preprocess import InputSizeError, Letterbox, check_layout, check_size, follow_input_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of
@@ -77,13 +77,16 @@ class Matcher:
             the fixed angles and scales of the search.
         motion_prior: in sequence mode, try the view the previous pair was matched in (when the
             search turned or scaled it) before the upright one (``steps.MotionPrior``).
-        input_size: the model input (width, height) in pixels. None (default): the model's
-            own (640x480 for the shipped model). A tuple: that size, whole multiples of the
-            model's stride (16 px), at least 4 cells each way and at most 1280x1024 pixels; a
-            model exported with fixed shapes takes only its own. ``"auto"``: chosen from the
-            first image the matcher sees (image 0 of the first pair, or the first frame) to
-            follow its aspect ratio at about 640x480 pixels (``preprocess.auto_input_size``:
-            1226x370 KITTI frames -> 1008x304), then kept for every later pair.
+        input_size: the model input (width, height) in pixels. ``"auto"`` (default): for
+            each pair, the model's own size while image 1 letterboxed into it fills at least
+            80 % of it (4:3 and 3:2 images), else the same area at image 1's aspect ratio
+            (``preprocess.follow_input_size``: 1226x370 KITTI frames -> 1008x304, 1280x720 ->
+            736x416), so a wide camera is not letterboxed into a 4:3 input; on a model that
+            runs at one size only (exported with fixed shapes, or a TensorRT engine) it is
+            that size. None: the model's own (640x480 for the shipped model). A
+            tuple: that size, whole multiples of the model's stride (16 px), at least 4 cells
+            each way and at most 1280x1024 pixels; a model exported with fixed shapes takes
+            only its own.
         **backend_options: passed to the backend (e.g. ``threads`` for onnxruntime).
 
     Example::
@@ -104,7 +107,7 @@ class Matcher:
         rewarp: bool = True,
         max_model_runs: int = DEFAULT_MAX_MODEL_RUNS,
         motion_prior: bool = True,
-        input_size: tuple[int, int] | str | None = None,
+        input_size: tuple[int, int] | str | None = "auto",
         **backend_options,
     ) -> None:
         # Checked before the model is opened: a bad value fails fast, with one line.
@@ -119,7 +122,9 @@ class Matcher:
         self.motion_prior = bool(motion_prior)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
-        self._auto_input_size = input_size == "auto"  # chosen by _choose_input_size from the first image
+        # "auto": each pair's input follows image 1 (_follow), where the model takes any size.
+        self._follows_images = input_size == "auto" and takes_any_size(self.backend)
+        self._model_input_size = tuple(self.backend.input_size)  # the model's own, before any change
         if isinstance(input_size, (tuple, list)):
             set_input_size(self.backend, tuple(input_size))
         self._grid_points: tuple[tuple[int, int], np.ndarray] | None = None  # (grid, its cell points), see _cell_points
@@ -178,8 +183,8 @@ class Matcher:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """(width, height) of the model input in pixels (with ``input_size="auto"``: the
-        model's own until the first image has chosen it)."""
+        """(width, height) of the model input in pixels (with ``input_size="auto"``: that of
+        the last pair, the model's own before the first)."""
         return self.backend.input_size
 
     @property
@@ -198,21 +203,26 @@ class Matcher:
             self._grid_points = (grid, points)
         return self._grid_points[1]
 
-    def _choose_input_size(self, image: np.ndarray) -> None:
-        """With ``input_size="auto"``, the first image sets the model input (then never again)."""
-        if self._auto_input_size:
+    def _follow(self, image: np.ndarray) -> None:
+        """With ``input_size="auto"``, make the model input follow ``image``'s aspect ratio."""
+        if self._follows_images and isinstance(image, np.ndarray):
             check_layout(image)
             height, width = image.shape[:2]
-            set_input_size(self.backend, auto_input_size((width, height), self.backend.stride, max_size=getattr(self.backend, "max_input_size", None)))
-            self._auto_input_size = False
+            if min(height, width) < self.backend.stride:
+                return  # refused with its reason by check_size
+            size = follow_input_size((width, height), self._model_input_size, self.backend.stride, getattr(self.backend, "max_input_size", None))
+            set_input_size(self.backend, size)
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """Validate an image and convert it to the model input (see ``preprocess``)."""
+        """Validate an image and convert it to the model input (see ``preprocess``; with
+        ``input_size="auto"`` the input is the one ``image`` would have as image 1)."""
+        self._follow(image)
         return self._prepare_gray(self._grayscale(image))
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> MatchResult:
         """Match two images: uint8/uint16, HxW, HxWx3 (BGR) or HxWx4 (BGRA), any sizes."""
         start = time.perf_counter()
+        self._follow(image1)
         gray0, gray1 = self._grayscale(image0), self._grayscale(image1)
         tensor0, box0 = self._prepare_gray(gray0)
         tensor1, box1 = self._prepare_gray(gray1)
@@ -244,6 +254,7 @@ class Matcher:
         the first frame after construction or ``reset()``.
         """
         start = time.perf_counter()
+        self._follow(frame)
         gray = self._grayscale(frame)
         tensor, box = self._prepare_gray(gray)
         prepared = time.perf_counter()
@@ -251,6 +262,7 @@ class Matcher:
         previous, self._previous = self._previous, current
         if previous is None:
             return None
+        previous = self._at_input_size(previous)  # a frame of another shape before this one
         return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True)
 
     def extract(self, image: np.ndarray) -> FrameFeatures:
@@ -258,12 +270,17 @@ class Matcher:
 
         ``match_extracted(extract(a), extract(b))`` equals ``match(a, b)``.
         """
+        self._follow(image)
         gray = self._grayscale(image)
         return self._extract(*self._prepare_gray(gray), gray)
 
     def match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> MatchResult:
-        """Match two images given by ``extract`` of this matcher (timing: no preprocess)."""
+        """Match two images given by ``extract`` of this matcher (timing: no preprocess). With
+        ``input_size="auto"``, image 0 is extracted again at image 1's input when theirs differ."""
         start = time.perf_counter()
+        if self._follows_images:
+            set_input_size(self.backend, features1.letterbox.input_size)
+        features0 = self._at_input_size(features0)
         return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start)
 
     def reset(self) -> None:
@@ -273,10 +290,15 @@ class Matcher:
 
     # ------------------------------------------------------------------ the steps
 
+    def _at_input_size(self, features: FrameFeatures) -> FrameFeatures:
+        """``features`` extracted again at the current model input, when theirs differs."""
+        if features.letterbox.input_size == tuple(self.input_size):
+            return features
+        return self._extract(*self._prepare_gray(features.image), features.image)
+
     def _grayscale(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray):
             raise ImageError(f"expected a numpy image, got {type(image).__name__}; load files with coarse_loftr_ros.imageio.read_image")
-        self._choose_input_size(image)
         check_size(image, self.backend.stride, self.input_size)
         return to_grayscale(image)
 

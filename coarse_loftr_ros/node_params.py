@@ -99,13 +99,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "search or rewarp); a pair taken while the node is behind (a newer pair replaced a waiting one) "
                   "gets 1, counted as 'steps shed total'", minimum=1, maximum=32, dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
-    ParameterSpec("input_width", 0, "model input width in pixels, a multiple of the model's stride (16); 0 = the "
-                  "model's own (640); an ONNX model exported with fixed shapes takes only its own",
+    ParameterSpec("input_width", 0, "model input width in pixels, a multiple of the model's stride (16); 0 = chosen "
+                  "by input_size_auto; set, it wins over input_size_auto; an ONNX model exported with fixed shapes "
+                  "takes only its own",
                   minimum=0, maximum=4096, step=8),
-    ParameterSpec("input_height", 0, "model input height in pixels; 0 = the model's own (480)",
+    ParameterSpec("input_height", 0, "model input height in pixels; 0 = chosen by input_size_auto",
                   minimum=0, maximum=4096, step=8),
-    ParameterSpec("input_size_auto", False, "choose the model input from the first image: its aspect ratio at about "
-                  "640x480 pixels (1226x370 KITTI frames: 1008x304); instead of input_width/input_height"),
+    ParameterSpec("input_size_auto", True, "the model's own 640x480 for images near 4:3 (letterboxed, they fill "
+                  "80 % of it), else the same area at the image's aspect ratio (1226x370 KITTI frames: 1008x304, "
+                  "1280x720: 736x416); false = always the model's own; on a TensorRT engine or a fixed-shape ONNX "
+                  "model always the model's own"),
     ParameterSpec("trt_precision", "fp16", "tensorrt: precision of an engine built from an ONNX model (int8: only "
                   "with a prebuilt, calibrated .engine)", choices=("fp32", "fp16", "int8")),
     ParameterSpec("engine_cache_dir", "", "tensorrt: folder of cached engines; empty = the backend's default"),
@@ -222,8 +225,6 @@ def validate_parameters(values: Mapping[str, Any]) -> NodeConfig:
         )
     if (config.input_width == 0) != (config.input_height == 0):
         raise ParameterError("set both input_width and input_height, or neither (0 = the model's own size)")
-    if config.input_width and config.input_size_auto:
-        raise ParameterError("set input_width/input_height or input_size_auto, not both")
     backend = resolve_backend(config.model, config.backend)
     if config.backend == "tensorrt" and Path(config.model).suffix.lower() in (".pt", ".pth", ".ckpt"):
         raise ParameterError("the tensorrt backend needs an .onnx or .engine model; export the checkpoint first")
@@ -272,10 +273,10 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "rewarp": config.rewarp,
         "max_model_runs": config.max_model_runs,
     }
-    if config.input_size_auto:
-        arguments["input_size"] = "auto"
-    elif config.input_width:
+    if config.input_width:
         arguments["input_size"] = (config.input_width, config.input_height)
+    else:
+        arguments["input_size"] = "auto" if config.input_size_auto else None
     if backend == "onnxruntime" and config.threads:
         arguments["threads"] = config.threads
     elif backend == "tensorrt":

@@ -114,16 +114,18 @@ def positive_float_arg(text: str) -> float:
     return value
 
 
-def input_size_arg(text: str) -> tuple[int, int] | str:
-    """argparse ``type=`` for ``--input-size WxH|auto``: (width, height) in whole pixels, or
-    ``"auto"``. Multiples of the model's stride and its limits are checked by the Matcher,
-    which knows the model (``preprocess.check_input_size``)."""
+def input_size_arg(text: str) -> tuple[int, int] | str | None:
+    """argparse ``type=`` for ``--input-size WxH|auto|model``: (width, height) in whole pixels,
+    ``"auto"``, or None for ``model`` (the model's own size). Multiples of the model's stride and
+    its limits are checked by the Matcher, which knows the model (``preprocess.check_input_size``)."""
     value = text.strip().lower()
     if value == "auto":
         return "auto"
+    if value == "model":
+        return None
     parts = value.split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels (e.g. 1008x304) or auto, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels (e.g. 1008x304), auto or model, got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -193,9 +195,10 @@ def add_matching_arguments(parser) -> None:
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
                         help="keep at most N matches per pair, the most confident (default and 0: all the model "
                              "returns, which is at most its top-k: 1024 for the shipped model)")
-    parser.add_argument("--input-size", type=input_size_arg, default=None, metavar="WxH|auto",
-                        help="model input in pixels, multiples of the model's stride (16), e.g. 1008x304; auto: follow the "
-                             "first image's aspect ratio at about 640x480 pixels (default: the model's own, 640x480)")
+    parser.add_argument("--input-size", type=input_size_arg, default="auto", metavar="WxH|auto|model",
+                        help="model input in pixels, multiples of the model's stride (16), e.g. 1008x304; auto (default): "
+                             "640x480 for images near 4:3, else the same area at the image's aspect ratio (1226x370 -> "
+                             "1008x304); model: the model's own size (640x480)")
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",

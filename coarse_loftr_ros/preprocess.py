@@ -242,6 +242,26 @@ def auto_input_size(
     return columns * stride, rows * stride
 
 
+AUTO_MIN_FILL = 0.8
+"""``follow_input_size`` keeps the model's own input while an image letterboxed into it fills at
+least this share of it (3:2 fills 0.89, 16:9 and square images 0.75, KITTI's 1226x370 0.33): on
+the castle views (3:2) and the stereo pair (741x500) the camera-shaped input measured 2-3 points
+of pose AUC and stereo accuracy lower than the letterbox (docs/model.md), on the KITTI drive 35
+points higher at 10 frames apart."""
+
+
+def follow_input_size(
+    image_size: tuple[int, int], model_size: tuple[int, int], stride: int, max_size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The model input for an image under ``input_size="auto"``: ``model_size`` (width, height)
+    while the letterboxed image fills at least ``AUTO_MIN_FILL`` of it, else
+    ``auto_input_size(image_size)``: the same area at the image's aspect ratio."""
+    resized = Letterbox.fit(image_size, model_size).resized_size
+    if resized[0] * resized[1] >= AUTO_MIN_FILL * model_size[0] * model_size[1]:
+        return tuple(model_size)
+    return auto_input_size(image_size, stride, max_size=max_size)
+
+
 def to_model_input(image: np.ndarray, input_size: tuple[int, int], stride: int = 8) -> tuple[np.ndarray, Letterbox]:
     """Any supported image -> float32 [1, 1, H, W] in [0, 1] and its ``Letterbox``.
 

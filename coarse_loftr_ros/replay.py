@@ -127,7 +127,7 @@ class ReplayConfig:
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     rewarp: bool = NODE_DEFAULTS["rewarp"]
     max_model_runs: int = NODE_DEFAULTS["max_model_runs"]
-    input_size: tuple[int, int] | str | None = None  # Matcher(input_size=...): None, (width, height) or "auto"
+    input_size: tuple[int, int] | str | None = "auto"  # Matcher(input_size=...): "auto", None (the model's own) or (width, height)
     # Camera calibration for the report's essential-matrix inliers.
     use_camera_info: bool = True
     camera_info_topic: str | None = None

@@ -71,6 +71,23 @@ def test_auto_input_size_follows_the_aspect_ratio_at_about_640x480_pixels(image,
         assert size[0] - resized[0] < 16 and size[1] - resized[1] < 16
 
 
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        ((640, 480), (640, 480)),  # 4:3: the model's own
+        ((960, 640), (640, 480)),  # 3:2 (the castle views) fills 89 %: letterboxed as before
+        ((741, 500), (640, 480)),  # the motorcycle stereo pair: 90 %
+        ((1280, 720), (736, 416)),  # 16:9 fills 75 %: its own shape
+        ((512, 512), (560, 560)),  # square: 75 %
+        ((1226, 370), (1008, 304)),  # KITTI: 33 %
+    ],
+)
+def test_follow_input_size_keeps_the_letterbox_while_it_fills_the_input(image, expected):
+    from coarse_loftr_ros.preprocess import follow_input_size
+
+    assert follow_input_size(image, (640, 480), 16) == expected
+
+
 def test_auto_input_size_respects_the_model_limits():
     assert auto_input_size((1226, 370), 16, pixels=4_000_000)[0] * auto_input_size((1226, 370), 16, pixels=4_000_000)[1] <= MAX_INPUT_PIXELS
     assert auto_input_size((1226, 370), 16, max_size=(640, 640)) == (640, 304)
@@ -95,12 +112,13 @@ def test_check_input_size_accepts_multiples_of_the_stride_within_the_model():
         check_input_size((672, 288), 16, max_size=(640, 640))
 
 
-def test_input_size_option_parses_width_x_height_and_auto():
+def test_input_size_option_parses_width_x_height_auto_and_model():
     from coarse_loftr_ros.options import input_size_arg
 
     assert input_size_arg("960x288") == (960, 288)
     assert input_size_arg(" 1216X368 ") == (1216, 368)
     assert input_size_arg("auto") == "auto"
+    assert input_size_arg("model") is None  # the model's own size
     for bad in ("960", "960x", "x288", "-960x288", "0x288", "960x288x1", "big"):
         with pytest.raises(argparse.ArgumentTypeError):
             input_size_arg(bad)
@@ -189,12 +207,14 @@ def test_a_grid_smaller_than_top_k_pads_with_invalid_rows():
 # ------------------------------------------------------------------ the Matcher
 
 
-def test_matcher_default_is_640x480_and_a_size_sets_input_and_grid():
+def test_matcher_none_is_640x480_and_a_size_sets_input_and_grid():
     from coarse_loftr_ros import Matcher
 
     image0, image1 = _real_pair()
-    default = Matcher(**MODEL_ONLY)
-    assert default.input_size == (640, 480) and default.grid_size == (40, 30)
+    own = Matcher(input_size=None, **MODEL_ONLY)
+    assert own.input_size == (640, 480) and own.grid_size == (40, 30)
+    own.match(image0, image1)
+    assert own.input_size == (640, 480)  # None: the model's own size, whatever the images
     matcher = Matcher(input_size=(960, 288), **MODEL_ONLY)
     assert matcher.input_size == (960, 288) and matcher.grid_size == (60, 18)
     result = matcher.match(image0, image1)
@@ -209,18 +229,41 @@ def test_matcher_default_is_640x480_and_a_size_sets_input_and_grid():
     assert_same_matches(again, result, keypoint_atol=1e-2)
 
 
-def test_matcher_auto_size_is_chosen_by_the_first_image_and_kept():
+def test_matcher_default_follows_each_pairs_aspect_ratio():
     from coarse_loftr_ros import Matcher
 
-    matcher = Matcher(input_size="auto", **MODEL_ONLY)
+    matcher = Matcher(**MODEL_ONLY)
     assert matcher.input_size == (640, 480)  # nothing seen yet
     rng = np.random.default_rng(0)
     wide = (rng.random((370, 1226)) * 255).astype(np.uint8)
     matcher.extract(wide)
     assert matcher.input_size == (1008, 304) and matcher.grid_size == (63, 19)
     square = (rng.random((500, 500)) * 255).astype(np.uint8)
-    matcher.match(square, square)  # a later image of another shape is letterboxed into the same input
-    assert matcher.input_size == (1008, 304)
+    assert matcher.match(square, square).grid_size == (35, 35)  # 560x560
+    image0, image1 = _real_pair()
+    columns, rows = (v // 16 for v in auto_input_size((image1.shape[1], image1.shape[0]), 16))
+    result = matcher.match(image0, image1)
+    assert result.grid_size == (columns, rows) and len(result) > 100
+
+
+def test_a_sequence_and_a_keyframe_across_a_change_of_shape(freiburg_frames):
+    """Sequence mode and a kept keyframe match a frame of another shape: image 0 is extracted
+    again at image 1's input, and the result is ``match``'s."""
+    from coarse_loftr_ros import Matcher
+
+    import cv2
+
+    first, second = freiburg_frames[0], freiburg_frames[1]
+    wide = cv2.resize(second, (960, 480), interpolation=cv2.INTER_AREA)  # 2:1, the same scene
+    matcher = Matcher(**MODEL_ONLY)
+    keyframe = matcher.extract(first)
+    assert keyframe.letterbox.input_size == (640, 480)
+    expected = matcher.match(first, wide)
+    assert expected.grid_size == tuple(v // 16 for v in auto_input_size((960, 480), 16)) and len(expected) > 100
+    assert_same_matches(matcher.match_extracted(keyframe, matcher.extract(wide)), expected)
+    sequence = Matcher(**MODEL_ONLY)
+    sequence.match_next(first)
+    assert_same_matches(sequence.match_next(wide), expected)
 
 
 def test_matcher_refuses_sizes_with_one_line():

@@ -71,7 +71,6 @@ def test_only_runtime_tunable_parameters_are_dynamic():
         ({"publish_overlay": "yes"}, "publish_overlay must be a bool"),
         ({"input_width": 641, "input_height": 480}, "multiple of 8"),
         ({"input_width": 640}, "set both input_width and input_height"),
-        ({"input_width": 1008, "input_height": 304, "input_size_auto": True}, "not both"),
         ({"model": "student.ckpt", "backend": "tensorrt"}, "tensorrt backend needs an .onnx or .engine"),
         ({"model": "weights.bin"}, "unknown file type"),
         ({"mode": "sequence", "keyframe_every": 0}, "never replaced"),
@@ -118,7 +117,7 @@ def test_resolve_backend():
 
 def test_matcher_arguments_per_backend():
     base = validate_parameters({})
-    matcher_options = {"lk_refinement": True, "rotation_search": True, "rewarp": True, "max_model_runs": 3}
+    matcher_options = {"lk_refinement": True, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "input_size": "auto"}
     assert matcher_arguments(base) == {"model": None, "backend": "auto", "threshold": None, "max_matches": None, **matcher_options}
     onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8")
     assert matcher_arguments(onnx) == {
@@ -133,8 +132,10 @@ def test_matcher_arguments_per_backend():
     assert matcher_arguments(torch)["input_size"] == (320, 240) and "threads" not in matcher_arguments(torch)
     # The shipped graphs take any size (dynamic axes): the sizes reach the Matcher on onnxruntime too.
     assert matcher_arguments(validate_parameters({"input_width": 1008, "input_height": 304}))["input_size"] == (1008, 304)
-    assert matcher_arguments(validate_parameters({"input_size_auto": True}))["input_size"] == "auto"
-    assert "input_size" not in matcher_arguments(base)
+    # A size set wins over input_size_auto (on by default); off, the model's own size.
+    both = {"input_width": 1008, "input_height": 304, "input_size_auto": True}
+    assert matcher_arguments(validate_parameters(both))["input_size"] == (1008, 304)
+    assert matcher_arguments(validate_parameters({"input_size_auto": False}))["input_size"] is None
     trt = validate_parameters(
         {"backend": "tensorrt", "engine_cache_dir": "/cache", "trt_workspace_mb": 2048, "threads": 3}
     )

@@ -53,6 +53,13 @@ def parse_size(text: str | None, default: tuple[int, int] | None) -> tuple[int, 
     return width, height
 
 
+def takes_any_size(backend: "Backend") -> bool:
+    """True when ``backend`` runs its model at any input size cheaply: a graph exported with
+    dynamic height and width on ONNX Runtime, or a PyTorch checkpoint. (A TensorRT engine is
+    built for one size or one profile: it keeps its size unless one is asked for.)"""
+    return bool(getattr(backend, "dynamic_input", backend.name == "torch"))
+
+
 def set_input_size(backend: "Backend", size: tuple[int, int]) -> None:
     """Make ``backend`` run at ``size`` (width, height): its ``set_input_size`` where it has one,
     else only its own size passes (a one-line ModelError otherwise)."""
