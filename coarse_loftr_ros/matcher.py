@@ -22,7 +22,7 @@ from .backends.base import Backend, RawMatches, set_input_size, takes_any_size
 from .errors import ImageError
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_threshold
-from .preprocess import InputSizeError, Letterbox, check_layout, check_size, follow_input_size, to_grayscale, to_model_input
+from .preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of
@@ -182,6 +182,13 @@ class Matcher:
         self._lk_refinement = LKRefinement() if value is True else (value or None)
 
     @property
+    def input_follows_images(self) -> bool:
+        """True when ``input_size="auto"`` applies: the model input is chosen per pair from
+        image 1 (``preprocess.follow_input_size``); False for a fixed size or a model that runs
+        at one size only."""
+        return self._follows_images
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the model input in pixels (with ``input_size="auto"``: that of
         the last pair, the model's own before the first)."""
@@ -205,11 +212,10 @@ class Matcher:
 
     def _follow(self, image: np.ndarray) -> None:
         """With ``input_size="auto"``, make the model input follow ``image``'s aspect ratio."""
-        if self._follows_images and isinstance(image, np.ndarray):
-            check_layout(image)
-            height, width = image.shape[:2]
-            if min(height, width) < self.backend.stride:
-                return  # refused with its reason by check_size
+        if not (self._follows_images and isinstance(image, np.ndarray) and image.ndim >= 2):
+            return  # a bad image is refused, with its reason, by check_size in _grayscale
+        height, width = image.shape[:2]
+        if min(height, width) >= self.backend.stride:  # else refused by check_size too
             size = follow_input_size((width, height), self._model_input_size, self.backend.stride, getattr(self.backend, "max_input_size", None))
             set_input_size(self.backend, size)
 

@@ -69,7 +69,6 @@ except ImportError as _error:  # not a ROS 2 environment (or the package is not 
 else:
     ROS_IMPORT_ERROR = None
 
-from .backends.base import takes_any_size
 from .camera_info import size_matches
 from .errors import CoarseLoftrError
 from .image_conversion import numpy_to_image_fields
@@ -191,10 +190,9 @@ class MatcherNode(Node):
         self._worker = threading.Thread(target=self._work, name="matcher_worker", daemon=True)
         self._worker.start()
         width, height = matcher.input_size
-        follows = self.config.input_size_auto and not self.config.input_width and takes_any_size(matcher.backend)
         self.get_logger().info(
             f"{self.config.mode} mode on {', '.join(self._topics)}; model {matcher.model_name} on "
-            f"{matcher.backend.name}, input {'following the images (auto)' if follows else f'{width}x{height}'}; "
+            f"{matcher.backend.name}, input {'following the images (auto)' if matcher.input_follows_images else f'{width}x{height}'}; "
             f"publishing {self.resolve_topic_name('~/matches')}"
         )
 
