@@ -89,11 +89,15 @@ class LKRefinement:
             image1, start1, to_image1 = _align(image0, image1, keypoints0, start1, max_shift_px)
         levels = self.levels + max(0, math.floor(math.log2(1.0 / scale))) if scale > 0 else self.levels
         tracked1, forward = self._track(image0, image1, points0, start1, levels)
-        back0, backward = self._track(image1, image0, tracked1, points0, levels)
-        tracked1, back0 = tracked1.reshape(-1, 2), back0.reshape(-1, 2)
-        consistent = np.linalg.norm(back0 - points0.reshape(-1, 2), axis=1) <= self.max_error
+        tracked1 = tracked1.reshape(-1, 2)
         near = np.linalg.norm(tracked1 - start1.reshape(-1, 2), axis=1) <= max_shift_px
-        polished = forward & backward & consistent & near
+        # Tracked back only where the forward track can still pass (each point is tracked on
+        # its own, so the others' results are the same).
+        polished = forward & near
+        if polished.any():
+            back0, backward = self._track(image1, image0, tracked1[polished].reshape(-1, 1, 2), points0[polished], levels)
+            consistent = np.linalg.norm(back0.reshape(-1, 2) - points0[polished].reshape(-1, 2), axis=1) <= self.max_error
+            polished[polished] = backward & consistent
         refined = np.where(polished[:, None], tracked1, start1.reshape(-1, 2)).astype(np.float32)
         if to_image1 is not None:
             refined = map_points(to_image1, refined)
@@ -119,15 +123,30 @@ def match_brightness(image0: np.ndarray, image1: np.ndarray, keypoints0: np.ndar
     """Image 1 (uint8) with the gain and offset that give its 7x7-mean intensities at
     ``keypoints1`` the mean and spread of image 0's at ``keypoints0`` (float (N, 2) pixels)."""
 
-    def sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        at = np.clip(np.rint(points).astype(np.int64), 0, [width - 1, height - 1])
-        return cv2.blur(image, (7, 7))[at[:, 1], at[:, 0]].astype(np.float32)
-
-    values0, values1 = sample(image0, keypoints0), sample(image1, keypoints1)
+    values0, values1 = box_means(image0, keypoints0), box_means(image1, keypoints1)
     gain = (float(values0.std()) + 1e-3) / (float(values1.std()) + 1e-3)
     offset = float(values0.mean()) - gain * float(values1.mean())
     return cv2.convertScaleAbs(image1, alpha=gain, beta=offset)
+
+
+def box_means(image: np.ndarray, points: np.ndarray, size: int = 7) -> np.ndarray:
+    """float32 (N,): the mean of the ``size`` x ``size`` patch of a uint8 image about each point
+    (float (N, 2) pixels, rounded and clipped to the image), rounded to an integer: what
+    ``cv2.blur(image, (size, size))`` holds there (the same reflected border), computed at the
+    points only instead of over the whole image."""
+    height, width = image.shape[:2]
+    at = np.clip(np.rint(points).astype(np.int64), 0, [width - 1, height - 1])
+    offsets = np.arange(size) - size // 2
+    xs = _reflect101(at[:, 0, None] + offsets, width)
+    ys = _reflect101(at[:, 1, None] + offsets, height)
+    sums = image[ys[:, :, None], xs[:, None, :]].sum(axis=(1, 2), dtype=np.int64)
+    return np.floor(sums / size**2 + 0.5).astype(np.float32)  # no sum / size**2 is a half: no tie
+
+
+def _reflect101(index: np.ndarray, length: int) -> np.ndarray:
+    """Indices beyond [0, length - 1] reflected about the edge pixel (OpenCV's BORDER_REFLECT_101)."""
+    index = np.abs(index)
+    return np.where(index > length - 1, 2 * (length - 1) - index, index)
 
 
 def _align(

@@ -112,3 +112,19 @@ def test_no_matches_gives_empty_arrays(frame):
     empty = np.zeros((0, 2), np.float32)
     refined, keep = LKRefinement()(frame, frame, empty, empty)
     assert refined.shape == (0, 2) and keep.shape == (0,)
+
+
+def test_box_means_are_the_blurred_image_at_the_points():
+    """``box_means`` samples what ``cv2.blur`` holds at the points, borders and rounding included."""
+    import skimage.data
+
+    from coarse_loftr_ros.lk_refinement import box_means
+
+    rng = np.random.default_rng(0)
+    for image in (skimage.data.camera(), rng.integers(0, 256, (37, 53), dtype=np.uint8)):
+        height, width = image.shape
+        points = rng.uniform([-4, -4], [width + 3, height + 3], (4000, 2))
+        at = np.clip(np.rint(points).astype(int), 0, [width - 1, height - 1])
+        for size in (3, 7):
+            expected = cv2.blur(image, (size, size))[at[:, 1], at[:, 0]]
+            np.testing.assert_array_equal(box_means(image, points, size), expected.astype(np.float32))
