@@ -42,6 +42,7 @@ from .datasets import (
     list_images,
     split_images,
 )
+from .forward_motion import ForwardMotionPairs, ForwardMotionSampling
 from .losses import LossWeights, coarse_loss, distillation_loss, log_dual_softmax, match_metrics, refinement_loss
 from .model import CoarseLoFTR
 
@@ -76,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],
         "blendedmvs_root": None,
         "depth_tolerance": 0.05,
+        # kind homography: a share of forward-motion pairs (forward_motion.ForwardMotionSampling)
+        "forward_motion": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(ForwardMotionSampling()).items()},
     },
     "loss": dataclasses.asdict(LossWeights()),
     "optim": {
@@ -242,6 +245,12 @@ def build_datasets(settings: dict, stride: int) -> tuple[torch.utils.data.Datase
         validation = HomographyPairs(holdout_files, size, stride, settings["validation"]["pairs"], seed=settings["validation"]["seed"])
     if d["kind"] == "homography":
         train = HomographyPairs(train_files, size, stride, d["pairs_per_epoch"], seed=settings["seed"], sampling=sampling, photometric=photometric)
+        forward_motion = ForwardMotionSampling(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["forward_motion"].items()})
+        if forward_motion.probability > 0:
+            train = ForwardMotionPairs(
+                train_files, size, stride, d["pairs_per_epoch"], seed=settings["seed"], sampling=sampling,
+                photometric=photometric, forward_motion=forward_motion,
+            )
     elif d["kind"] == "blendedmvs":
         if not d["blendedmvs_root"]:
             raise ValueError("data.kind=blendedmvs needs data.blendedmvs_root")
