@@ -2,8 +2,9 @@
 """Model runs and time per pair by frame distance on a real video, for several budgets.
 
     python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --strides 1 5 10 20 --runs 3 8 --json runs/stride_cost.json
+    python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --runs 3 --model default --model other.onnx
 
-For each budget (``Matcher(max_model_runs=N)``) and stride s: pair mode on every pair (k, k+s),
+For each model (``--model``: a file or ``default``), each budget (``Matcher(max_model_runs=N)``) and stride s: pair mode on every pair (k, k+s),
 and sequence mode on every s-th frame (``match_next``, where the motion prior applies), each
 with model runs per pair (mean / p95 / max) and wall time per pair (median / p95 ms), all in one
 process so that the ratios between rows compare like with like.
@@ -36,19 +37,23 @@ def main() -> None:
     parser.add_argument("frames", type=Path)
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--runs", type=int, nargs="+", default=[3, 8])
+    parser.add_argument("--model", action="append", help="model file or default (repeatable; default: the shipped model)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    models = args.model or ["default"]
     frames = [read_image(p) for p in frame_files(args.frames)]
     report: dict = {}
-    for budget in args.runs:
-        pair, sequence = Matcher(max_model_runs=budget), Matcher(max_model_runs=budget)
+    for model, budget in [(model, budget) for budget in args.runs for model in models]:
+        path = None if model == "default" else model
+        pair, sequence = Matcher(path, max_model_runs=budget), Matcher(path, max_model_runs=budget)
         pair.match(frames[0], frames[1])  # warm up
         for stride in args.strides:
             results = [pair.match(frames[k], frames[k + stride]) for k in tqdm(range(len(frames) - stride), desc=f"runs {budget} stride {stride}", leave=False)]
             sequence.reset()
             chained = [sequence.match_next(frame) for frame in frames[::stride]][1:]
-            report[f"runs{budget}_stride{stride}"] = {"pair": stats(results), "sequence": stats(chained)}
-            print(budget, stride, json.dumps(report[f"runs{budget}_stride{stride}"]), flush=True)
+            key = f"runs{budget}_stride{stride}" + ("" if len(models) == 1 else f"_{Path(model).stem}")
+            report[key] = {"pair": stats(results), "sequence": stats(chained)}
+            print(model, budget, stride, json.dumps(report[key]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
