@@ -140,7 +140,7 @@ def box_means(image: np.ndarray, points: np.ndarray, size: int = 7) -> np.ndarra
     xs = _reflect101(at[:, 0, None] + offsets, width)
     ys = _reflect101(at[:, 1, None] + offsets, height)
     sums = image[ys[:, :, None], xs[:, None, :]].sum(axis=(1, 2), dtype=np.int64)
-    return np.floor(sums / size**2 + 0.5).astype(np.float32)  # no sum / size**2 is a half: no tie
+    return np.floor(sums / size**2 + 0.5).astype(np.float32)  # odd size: no sum / size**2 is a half, no tie
 
 
 def _reflect101(index: np.ndarray, length: int) -> np.ndarray:

@@ -244,13 +244,12 @@ def build_datasets(settings: dict, stride: int) -> tuple[torch.utils.data.Datase
         # validation numbers stay comparable across runs and resumed runs.
         validation = HomographyPairs(holdout_files, size, stride, settings["validation"]["pairs"], seed=settings["validation"]["seed"])
     if d["kind"] == "homography":
-        train = HomographyPairs(train_files, size, stride, d["pairs_per_epoch"], seed=settings["seed"], sampling=sampling, photometric=photometric)
+        common = dict(seed=settings["seed"], sampling=sampling, photometric=photometric)
         forward_motion = ForwardMotionSampling(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["forward_motion"].items()})
         if forward_motion.probability > 0:
-            train = ForwardMotionPairs(
-                train_files, size, stride, d["pairs_per_epoch"], seed=settings["seed"], sampling=sampling,
-                photometric=photometric, forward_motion=forward_motion,
-            )
+            train = ForwardMotionPairs(train_files, size, stride, d["pairs_per_epoch"], **common, forward_motion=forward_motion)
+        else:
+            train = HomographyPairs(train_files, size, stride, d["pairs_per_epoch"], **common)
     elif d["kind"] == "blendedmvs":
         if not d["blendedmvs_root"]:
             raise ValueError("data.kind=blendedmvs needs data.blendedmvs_root")

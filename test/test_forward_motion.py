@@ -67,7 +67,7 @@ def test_each_cell_lands_on_the_same_scene_point(photograph, seed):
     np.testing.assert_allclose(points0[cells1[matched]], cells[matched], atol=0.75 * STRIDE)
 
 
-def test_the_homography_pairs_stay_those_of_the_same_seed(photograph, tmp_path):
+def test_the_homography_pairs_stay_those_of_the_same_seed(tmp_path):
     import cv2
 
     files = []
