@@ -16,6 +16,13 @@ class ModelError(CoarseLoftrError, ValueError):
 class BackendUnavailableError(CoarseLoftrError, RuntimeError):
     """A backend whose library (torch, TensorRT, pycuda) or device is missing."""
 
+    @classmethod
+    def from_import(cls, command: str, error: ImportError, install: str) -> "BackendUnavailableError":
+        """``<command> needs <module> (<why the import failed>); install it with <install>``, one
+        line: the import's own message tells a missing package from one that fails to load."""
+        why = (str(error).splitlines() or [""])[0]
+        return cls(f"{command} needs {error.name} ({why}); install it with {install}")
+
 
 class OptionError(CoarseLoftrError, ValueError):
     """An option or argument with a value outside its documented range (a threshold of 1.5)."""

@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
         "stage_blocks": None,  # ResNet blocks per stage; None keeps the base config's
         "layer_names": None,  # transformer layers in order, e.g. [self, cross]; None keeps the base config's
         "init": None,  # optional checkpoint whose weights start the run
+        # BatchNorm layers stay in eval mode: their running statistics keep the init checkpoint's
+        # values and normalise every batch (their scale and bias still learn). For fine-tunes.
+        "freeze_batchnorm": False,
     },
     "teacher": {
         "checkpoint": None,  # e.g. ../shared/weights/coarse_loftr_trt_student.pt
@@ -157,6 +160,14 @@ def load_settings(path: str | Path | None = None, overrides: list[str] = ()) -> 
     for text in overrides:
         settings = merge(settings, parse_override(text))
     return settings
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm of ``model`` in eval mode: batches are normalised with the running
+    statistics, which no longer move; the affine scale and bias keep their gradients."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def model_config(settings: dict) -> ModelConfig:
@@ -464,6 +475,8 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         if sampler is not None:
             sampler.set_epoch(epoch)
         forward.train()
+        if settings["model"]["freeze_batchnorm"]:
+            freeze_batchnorm(model)
         progress = None
         if is_main and tr["progress"]:
             from tqdm import tqdm

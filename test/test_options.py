@@ -201,7 +201,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("arguments", [["eval", "--stereo"], ["export", "--checkpoint", "x.pt", "--output", "x.onnx"]])
+@pytest.mark.parametrize("arguments", [["eval", "--stereo"], ["export", "--checkpoint", "x.pt", "--output", "x.onnx"], ["train", "--print-settings"]])
 def test_commands_that_need_torch_say_so_in_one_line_without_it(arguments, tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})

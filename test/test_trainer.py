@@ -144,6 +144,27 @@ def test_init_into_a_smaller_student_drops_the_removed_blocks_and_layers_and_kee
     assert loaded.config.stage_blocks == (0, 2, 2, 2) and loaded.config.layer_names == ("self", "cross")
 
 
+def test_freeze_batchnorm_keeps_the_init_statistics_and_still_trains_the_rest(image_folder, tmp_path):
+    """``model.freeze_batchnorm``: a fine-tune keeps every BatchNorm's running statistics from
+    its init checkpoint (they move without it) while the weights, BatchNorm scales included, learn."""
+    from coarse_loftr_train.checkpoint import load_model
+
+    train(tiny_settings(image_folder, tmp_path / "init", "train.epochs=1"))
+    init = f"model.init={tmp_path / 'init' / 'checkpoints' / 'last.pt'}"
+    start = load_model(tmp_path / "init" / "checkpoints" / "last.pt").state_dict()
+    frozen = train(tiny_settings(image_folder, tmp_path / "frozen", "train.epochs=1", init, "model.freeze_batchnorm=true")).state_dict()
+    free = train(tiny_settings(image_folder, tmp_path / "free", "train.epochs=1", init)).state_dict()
+    statistics = [key for key in start if key.endswith(("running_mean", "running_var"))]
+    assert statistics
+    for key in statistics:
+        torch.testing.assert_close(frozen[key], start[key], rtol=0, atol=0)
+    assert any(not torch.allclose(free[key], start[key]) for key in statistics)
+    scales = [key.replace("running_mean", "weight") for key in statistics if key.endswith("running_mean")]
+    assert any(not torch.allclose(frozen[key], start[key]) for key in scales)
+    attention = [key for key in start if key.startswith("loftr_coarse.layers.") and key.endswith("weight")]
+    assert attention and all(not torch.allclose(frozen[key], start[key]) for key in attention[:3])
+
+
 def test_resume_continues_exactly_where_the_run_stopped(image_folder, tmp_path):
     straight = train(tiny_settings(image_folder, tmp_path / "straight", "train.epochs=3"))
     train(tiny_settings(image_folder, tmp_path / "resumed", "train.epochs=2"))

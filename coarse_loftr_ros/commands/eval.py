@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from coarse_loftr_train import evaluation
     except ImportError as error:
-        raise BackendUnavailableError(f"eval needs {error.name}; install it with `pip install torch==2.13.0` and `pip install .[train]`") from None
+        raise BackendUnavailableError.from_import("eval", error, "`pip install torch==2.13.0` and `pip install .[train]`") from None
     from ..options import check_output_file, write_atomically
 
     check_output_file(args.json, "--json")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from coarse_loftr_train.checkpoint import load_model
         from coarse_loftr_train.export import ExtractionConfig, export_onnx
     except ImportError as error:
-        raise BackendUnavailableError(f"export needs {error.name}; install it with `pip install torch==2.13.0 onnx`") from None
+        raise BackendUnavailableError.from_import("export", error, "`pip install torch==2.13.0 onnx`") from None
     model = load_model(args.checkpoint, args.config)
     try:
         model.config = model.config.with_input_size(args.width, args.height)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from coarse_loftr_train.trainer import load_settings, train
     except ImportError as error:
-        raise BackendUnavailableError(f"train needs {error.name}; install it with `pip install torch==2.13.0 pyyaml`") from None
+        raise BackendUnavailableError.from_import("train", error, "`pip install torch==2.13.0 pyyaml`") from None
     if args.config is not None and not args.config.is_file():
         raise CoarseLoftrError(f"config file {args.config} does not exist")
     try:
