@@ -15,7 +15,11 @@ the order of the steps is the order in which they spend the budget:
 3. ``PredictedRotation``: when the best view matches weakly, image 1 turned by the in-plane
    angle its gradient orientations suggest (``rotation_search.predict_rotation``: about 1 ms);
 4. ``Rewarp``: when the best view still matches below ``REWARP_MATCH_SCORE`` (or was turned or
-   scaled by the search), image 1 warped onto image 0 by the homography the best view's matches agree on;
+   scaled by the search), image 1 warped onto image 0 by the homography the best view's matches
+   agree on. A rewarp of the upright view that scores less than ``REWARP_MIN_GAIN`` above it ends
+   the pair's runs: the pair is no turn, zoom or perspective the steps can undo (a car driving
+   10-20 frames forward through a street, or a pair the model cannot match at all), and no
+   further view pays for its run;
 5. ``RotationSearch``: when the best view still matches weakly, the fixed angles (nearest the
    predicted angle first) and then the scales of ``rotation_search``; the scales first when no
    turn is predicted.
@@ -37,6 +41,13 @@ from .preprocess import Letterbox
 from .rewarp import REWARP_DISTORTION, REWARP_MATCH_SCORE, REWARP_RANSAC_CELLS, distortion, fit_homography, warp_onto
 from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, predict_rotation, rotate_image
 
+REWARP_MIN_GAIN = 0.15
+"""A rewarp of the upright view must raise its score by this share, or the pair's runs end.
+Measured with a budget of 8 runs: on the development homography levels and the castle views such
+a rewarp raises the score by a median of 65-117 %; on the dev drive's pairs 5-20 frames apart by
+-1 to +6 % (10th-90th percentile -10 to +13 %), and the views the search tried after it there
+found no more correct matches than the view kept (docs/benchmarks.md)."""
+
 PREDICTED_ANGLE_MIN = 15.0
 """``PredictedRotation`` proposes a turn only when the predicted angle is at least this many
 degrees: the model itself tolerates about 25."""
@@ -54,6 +65,7 @@ class View:
         scale: factor by which image 1 was scaled about its centre.
         rewarped: warped onto image 0 by a homography (``Rewarp`` or ``MotionPrior``).
         key: what identifies the view among a pair's candidates (no view is matched twice).
+        stop_below: when the view scores below this, the pair's runs end (None: never).
     """
 
     image: np.ndarray
@@ -62,6 +74,7 @@ class View:
     scale: float = 1.0
     rewarped: bool = False
     key: tuple = ("upright",)
+    stop_below: float | None = None
 
 
 @dataclass
@@ -106,6 +119,7 @@ class PairSearch:
     notes: dict = field(default_factory=dict)  # per-pair memory of the steps (what was tried)
     model_ms: float = 0.0
     step_ms: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False  # a view scored below its ``stop_below``: no more runs
 
     @property
     def best_score(self) -> float:
@@ -119,8 +133,9 @@ class PairSearch:
         return any(c.view.key == key for c in self.candidates)
 
     def run_steps(self, steps: tuple[Step, ...]) -> Candidate:
-        """Spend the budget on the steps' proposals, in the order of ``steps``; the best candidate."""
-        while self.runs < self.budget:
+        """Spend the budget on the steps' proposals, in the order of ``steps``, until it is spent,
+        no step proposes, or a view scores below its ``stop_below``; the best candidate."""
+        while self.runs < self.budget and not self.stopped:
             for step in steps:
                 start = time.perf_counter()
                 view = step.propose(self)
@@ -143,6 +158,7 @@ class PairSearch:
         self.candidates.append(candidate)
         if self.best is None or candidate.score > self.best.score:
             self.best = candidate
+        self.stopped = view.stop_below is not None and candidate.score < view.stop_below
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (time.perf_counter() - ran) * 1e3
 
     def _charge(self, name: str, start: float) -> None:
@@ -238,7 +254,8 @@ class RotationSearch:
 class Rewarp:
     """When the best view matches below ``REWARP_MATCH_SCORE``, or is a turned or scaled view
     (whose steps are coarse): image 1 warped onto image 0 by the homography the best view's matches agree on
-    (``rewarp`` module). Each candidate is used for a fit once."""
+    (``rewarp`` module). Each candidate is used for a fit once. A rewarp of the upright view
+    ends the pair's runs when it scores less than ``REWARP_MIN_GAIN`` above that view."""
 
     name = "rewarp"
 
@@ -262,7 +279,8 @@ class Rewarp:
         if best.view.to_image1 is not None:
             homography = as_homography(best.view.to_image1) @ homography
         warped = warp_onto(pair.image1, homography, pair.box0.original_size)
-        return View(warped, homography, best.view.angle, best.view.scale, rewarped=True, key=("rewarp", len(pair.candidates)))
+        stop_below = best.score * (1.0 + REWARP_MIN_GAIN) if best.view.key == ("upright",) else None
+        return View(warped, homography, best.view.angle, best.view.scale, rewarped=True, key=("rewarp", len(pair.candidates)), stop_below=stop_below)
 
 
 def _predicted_angle(pair: PairSearch) -> float:

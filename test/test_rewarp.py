@@ -136,3 +136,19 @@ def test_a_view_at_another_resolution_maps_back_into_its_own_pixels(frame):
     columns, _ = result.grid_size
     cells = np.rint(result.keypoints1[:, 1] / 32).astype(int) * columns + np.rint(result.keypoints1[:, 0] / 32).astype(int)
     assert np.mean(cells == result.cells1) > 0.95  # cells1 in the given image's grid (32 px per cell here)
+
+
+def test_a_rewarp_that_does_not_pay_ends_the_runs_of_a_far_forward_pair(monkeypatch):
+    """KITTI frames 20 apart (the car 24 m further on): the upright view matches weakly, its
+    rewarp gains less than REWARP_MIN_GAIN (measured -10 to +8 %), and the pair stops at those
+    two runs even with a budget of 8; without the rule the search spends all 8 (measured)."""
+    from coarse_loftr_ros import steps
+    from coarse_loftr_ros.imageio import read_image
+    from shared_data import SHARED, require
+
+    files = sorted(require(SHARED / "data" / "kitti_seq_dev" / "images").iterdir())
+    pairs = [(read_image(files[k]), read_image(files[k + 20])) for k in (0, 15, 30)]
+    runs = [Matcher(max_model_runs=8).match(a, b).model_runs for a, b in pairs]
+    assert runs == [2, 2, 2]
+    monkeypatch.setattr(steps, "REWARP_MIN_GAIN", -1.0)  # every rewarp "pays": the old behaviour
+    assert all(Matcher(max_model_runs=8).match(a, b).model_runs > 2 for a, b in pairs)
