@@ -139,7 +139,7 @@ def box_means(image: np.ndarray, points: np.ndarray, size: int = 7) -> np.ndarra
     offsets = np.arange(size) - size // 2
     xs = _reflect101(at[:, 0, None] + offsets, width)
     ys = _reflect101(at[:, 1, None] + offsets, height)
-    # One flat gather (3-4x faster than indexing rows and columns by broadcast arrays).
+    # One flat gather: a fifth faster than indexing rows and columns by broadcast arrays.
     flat = (ys[:, :, None] * width + xs[:, None, :]).reshape(len(at), -1)
     sums = np.ascontiguousarray(image).ravel().take(flat).sum(axis=1, dtype=np.int64)
     return np.floor(sums / size**2 + 0.5).astype(np.float32)  # odd size: no sum / size**2 is a half, no tie

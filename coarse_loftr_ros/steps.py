@@ -46,7 +46,7 @@ REWARP_MIN_GAIN = 0.15
 Measured with a budget of 8 runs: on the development homography levels and the castle views such
 a rewarp raises the score by a median of 65-117 %; on the dev drive's pairs 5-20 frames apart by
 -1 to +6 % (10th-90th percentile -10 to +13 %), and the views the search tried after it there
-found no more correct matches than the view kept (docs/benchmarks.md)."""
+found no more correct matches than the view kept (docs/model.md)."""
 
 PREDICTED_ANGLE_MIN = 15.0
 """``PredictedRotation`` proposes a turn only when the predicted angle is at least this many
