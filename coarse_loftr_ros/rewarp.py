@@ -58,8 +58,11 @@ def fit_homography(keypoints0: np.ndarray, keypoints1: np.ndarray, threshold: fl
     """
     if len(keypoints0) < REWARP_MIN_INLIERS:
         return None
+    # At most 1000 iterations: matches of which few agree (a car's pairs 10-20 frames apart,
+    # about 10 %) run them all, 2000 cost such a pair a quarter of its time; the development
+    # numbers stayed within RANSAC's own noise at 1000 (castle AUC@10 81.8), not quite at 500 (81.0).
     homography, inliers = cv2.findHomography(
-        np.asarray(keypoints0, np.float32), np.asarray(keypoints1, np.float32), cv2.RANSAC, threshold, maxIters=2000, confidence=0.999
+        np.asarray(keypoints0, np.float32), np.asarray(keypoints1, np.float32), cv2.RANSAC, threshold, maxIters=1000, confidence=0.999
     )
     if homography is None or inliers is None or int(inliers.sum()) < REWARP_MIN_INLIERS:
         return None
