@@ -119,7 +119,6 @@ class PairSearch:
     notes: dict = field(default_factory=dict)  # per-pair memory of the steps (what was tried)
     model_ms: float = 0.0
     step_ms: dict[str, float] = field(default_factory=dict)
-    stopped: bool = False  # a view scored below its ``stop_below``: no more runs
 
     @property
     def best_score(self) -> float:
@@ -128,6 +127,12 @@ class PairSearch:
     @property
     def runs(self) -> int:
         return len(self.candidates)
+
+    @property
+    def stopped(self) -> bool:
+        """The last view scored below its ``stop_below``: no more runs."""
+        last = self.candidates[-1] if self.candidates else None
+        return last is not None and last.view.stop_below is not None and last.score < last.view.stop_below
 
     def tried(self, key: tuple) -> bool:
         return any(c.view.key == key for c in self.candidates)
@@ -158,7 +163,6 @@ class PairSearch:
         self.candidates.append(candidate)
         if self.best is None or candidate.score > self.best.score:
             self.best = candidate
-        self.stopped = view.stop_below is not None and candidate.score < view.stop_below
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (time.perf_counter() - ran) * 1e3
 
     def _charge(self, name: str, start: float) -> None:
