@@ -21,7 +21,7 @@ from .backends import create_backend
 from .backends.base import Backend, RawMatches, set_input_size, takes_any_size
 from .errors import ImageError
 from .lk_refinement import LKRefinement
-from .options import check_max_matches, check_max_model_runs, check_threshold
+from .options import check_max_matches, check_max_model_runs, check_threshold, check_time_budget
 from .preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
@@ -75,6 +75,12 @@ class Matcher:
             upright view only, no search and no rewarp). The steps spend it in the order of
             ``steps``: the motion prior, the upright view, the predicted rotation, the rewarp,
             the fixed angles and scales of the search.
+        time_budget_ms: the most milliseconds the model runs of one pair may take, counted from
+            the call (preprocessing and, in sequence mode, the new frame's features included), a
+            number >= 0; 0 or None: no limit. The first run always happens; a further one starts
+            only while the time so far plus the pair's longest run so far stays within it, so a
+            slow pair gives up its search or rewarp instead of overrunning. The polish after the
+            runs (a few ms, docs/benchmarks.md) is not counted.
         motion_prior: in sequence mode, try the view the previous pair was matched in (when the
             search turned or scaled it) before the upright one (``steps.MotionPrior``).
         input_size: the model input (width, height) in pixels. ``"auto"`` (default): for
@@ -106,6 +112,7 @@ class Matcher:
         rotation_search: bool = True,
         rewarp: bool = True,
         max_model_runs: int = DEFAULT_MAX_MODEL_RUNS,
+        time_budget_ms: float | None = None,
         motion_prior: bool = True,
         input_size: tuple[int, int] | str | None = "auto",
         **backend_options,
@@ -119,6 +126,7 @@ class Matcher:
         if not (input_size is None or input_size == "auto" or isinstance(input_size, (tuple, list))):
             raise InputSizeError(f"input_size must be (width, height), 'auto' or None, got {input_size!r}")
         self.max_model_runs = max_model_runs
+        self.time_budget_ms = time_budget_ms
         self.motion_prior = bool(motion_prior)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
@@ -158,6 +166,15 @@ class Matcher:
     @max_model_runs.setter
     def max_model_runs(self, value: int) -> None:
         self._max_model_runs = check_max_model_runs(value)
+
+    @property
+    def time_budget_ms(self) -> float | None:
+        """The most milliseconds a pair's model runs may take (> 0), or None: no limit."""
+        return self._time_budget_ms
+
+    @time_budget_ms.setter
+    def time_budget_ms(self, value: float | None) -> None:
+        self._time_budget_ms = check_time_budget(value)
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -345,6 +362,7 @@ class Matcher:
             stride=self.backend.stride,
             budget=self.max_model_runs,
             prior=self._prior if sequence else None,
+            deadline=None if self.time_budget_ms is None else start + self.time_budget_ms / 1e3,
         )
         best = pair.run_steps(self.steps)
         given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ

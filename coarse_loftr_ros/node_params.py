@@ -98,6 +98,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_model_runs", 3, "the most model runs one pair may cost (1 = upright only: no motion prior, "
                   "search or rewarp); a pair taken while the node is behind (a newer pair replaced a waiting one) "
                   "gets 1, counted as 'steps shed total'", minimum=1, maximum=32, dynamic=True),
+    ParameterSpec("time_budget_ms", 0.0, "the most milliseconds the model runs of one pair may take: a run after "
+                  "the first starts only while the pair's time so far plus its longest run stays within it (the "
+                  "first always runs; the polish after the runs is not counted); 0 = no limit, max_model_runs only",
+                  minimum=0.0, maximum=60000.0, dynamic=True),
     ParameterSpec("threads", 0, "onnxruntime: intra-op threads; 0 = ONNX Runtime's default", minimum=0, maximum=256),
     ParameterSpec("input_width", 0, "model input width in pixels, a multiple of the model's stride (16); 0 = chosen "
                   "by input_size_auto; set, it wins over input_size_auto; an ONNX model exported with fixed shapes "
@@ -158,6 +162,7 @@ class NodeConfig:
     rotation_search: bool
     rewarp: bool
     max_model_runs: int
+    time_budget_ms: float
     threads: int
     input_width: int
     input_height: int
@@ -272,6 +277,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "rotation_search": config.rotation_search,
         "rewarp": config.rewarp,
         "max_model_runs": config.max_model_runs,
+        "time_budget_ms": config.time_budget_ms or None,
     }
     if config.input_width:
         arguments["input_size"] = (config.input_width, config.input_height)

@@ -4,6 +4,9 @@
   default) keeps the model's own threshold; 0 keeps every match the model returns.
 - ``max_matches``: keep at most this many matches, the most confident; a whole number
   >= 0 where 0 means no cap (every match), and ``None`` means no cap too.
+- ``max_model_runs``: the most model runs one pair may cost, a whole number >= 1.
+- ``time_budget_ms``: the most milliseconds a pair's model runs may take, a finite number
+  >= 0 where 0 means no limit, and ``None`` means no limit too.
 
 ``check_threshold`` / ``check_max_matches`` raise ``OptionError`` (a ``ValueError``) with
 one line; ``threshold_arg`` / ``max_matches_arg`` are the same checks as argparse types,
@@ -61,6 +64,20 @@ def check_max_model_runs(value: object, name: str = "max_model_runs") -> int:
     return int(value)
 
 
+def check_time_budget(value: object, name: str = "time_budget_ms") -> float | None:
+    """``value`` as a float > 0 (milliseconds), or None for no limit (None or 0); OptionError
+    for anything else (a negative number, NaN, infinity, "x")."""
+    if value is None:
+        return None
+    try:
+        number = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise OptionError(f"{name} must be a finite number of milliseconds >= 0 (0 = no limit), got {value!r}")
+    return number or None
+
+
 def _argparse_type(check, parse, name: str):
     def convert(text: str):
         try:
@@ -82,6 +99,8 @@ max_matches_arg = _argparse_type(check_max_matches, int, "max_matches")
 """argparse ``type=`` for ``--max-matches``."""
 max_model_runs_arg = _argparse_type(check_max_model_runs, int, "max_model_runs")
 """argparse ``type=`` for ``--max-model-runs``."""
+time_budget_arg = _argparse_type(check_time_budget, float, "time_budget_ms")
+"""argparse ``type=`` for ``--time-budget-ms``."""
 
 
 def positive_int_arg(text: str) -> int:
@@ -189,7 +208,7 @@ def write_image_atomically(path: Path, image, option: str = "--overlay") -> None
 def add_matching_arguments(parser) -> None:
     """The Matcher's options on a command line: ``--threshold``, ``--max-matches``, ``--input-size``
     and its optional steps, ``--no-lk-refinement``, ``--no-rotation-search`` and ``--no-rewarp``,
-    and the budget ``--max-model-runs``."""
+    and the budgets ``--max-model-runs`` and ``--time-budget-ms``."""
     parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
     parser.add_argument("--max-matches", type=max_matches_arg, default=None, metavar="N",
@@ -208,3 +227,7 @@ def add_matching_arguments(parser) -> None:
     parser.add_argument("--max-model-runs", type=max_model_runs_arg, default=3, metavar="N",
                         help="the most model runs one pair may cost (default 3: the upright view and two of the "
                              "predicted rotation, the rewarp and the search; 1: upright only)")
+    parser.add_argument("--time-budget-ms", type=time_budget_arg, default=None, metavar="MS",
+                        help="the most milliseconds one pair's model runs may take: a further run starts only while "
+                             "the pair's time so far plus its longest run stays within MS; the first run always "
+                             "happens, the polish after the runs is not counted (default and 0: no limit)")

@@ -7,7 +7,11 @@ None``: what it needs is the ``PairSearch`` (the images, the candidates so far, 
 its score); what it costs is one model run per view it proposes; what it returns is the view.
 The loop in ``PairSearch.run_steps`` asks the steps in order and runs the first proposal, again
 and again, until no step proposes or the budget (``Matcher(max_model_runs=...)``) is spent, so
-the order of the steps is the order in which they spend the budget:
+the order of the steps is the order in which they spend the budget. With a time budget
+(``Matcher(time_budget_ms=...)``) a run after the first also needs the time: it starts only when
+the pair's time so far plus its longest run so far stays within the budget.
+
+The steps, in order:
 
 1. ``MotionPrior`` (sequence mode): the view the previous pair was matched in, first, because
    consecutive frames move smoothly;
@@ -114,11 +118,13 @@ class PairSearch:
     stride: int
     budget: int
     prior: np.ndarray | None = None  # 3x3, the previous pair's view transform (sequence mode)
+    deadline: float | None = None  # time.perf_counter() seconds by which the runs must end (None: no limit)
     candidates: list[Candidate] = field(default_factory=list)
     best: Candidate | None = None
     notes: dict = field(default_factory=dict)  # per-pair memory of the steps (what was tried)
     model_ms: float = 0.0
     step_ms: dict[str, float] = field(default_factory=dict)
+    longest_run_ms: float = 0.0  # the longest run so far: its step's work, the model run and its score
 
     @property
     def best_score(self) -> float:
@@ -134,13 +140,22 @@ class PairSearch:
         last = self.candidates[-1] if self.candidates else None
         return last is not None and last.view.stop_below is not None and last.score < last.view.stop_below
 
+    @property
+    def out_of_time(self) -> bool:
+        """A further run would likely end past the deadline: the time so far plus the longest
+        run so far is beyond it (never before the first run)."""
+        if self.deadline is None or not self.candidates:
+            return False
+        return time.perf_counter() + self.longest_run_ms / 1e3 > self.deadline
+
     def tried(self, key: tuple) -> bool:
         return any(c.view.key == key for c in self.candidates)
 
     def run_steps(self, steps: tuple[Step, ...]) -> Candidate:
-        """Spend the budget on the steps' proposals, in the order of ``steps``, until it is spent,
-        no step proposes, or a view scores below its ``stop_below``; the best candidate."""
-        while self.runs < self.budget and not self.stopped:
+        """Spend the budget on the steps' proposals, in the order of ``steps``, until it is spent
+        (runs or time), no step proposes, or a view scores below its ``stop_below``; the best
+        candidate."""
+        while self.runs < self.budget and not self.stopped and not self.out_of_time:
             for step in steps:
                 start = time.perf_counter()
                 view = step.propose(self)
@@ -163,7 +178,9 @@ class PairSearch:
         self.candidates.append(candidate)
         if self.best is None or candidate.score > self.best.score:
             self.best = candidate
-        self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (time.perf_counter() - ran) * 1e3
+        done = time.perf_counter()
+        self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (done - ran) * 1e3
+        self.longest_run_ms = max(self.longest_run_ms, (done - start) * 1e3)
 
     def _charge(self, name: str, start: float) -> None:
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3

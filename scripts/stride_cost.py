@@ -3,8 +3,10 @@
 
     python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --strides 1 5 10 20 --runs 3 8 --json runs/stride_cost.json
     python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --runs 3 --model default --model other.onnx
+    python scripts/stride_cost.py ../shared/data/kitti_seq_dev/images --runs 3 --strides 1 20 --time-budget-ms 0 45
 
-For each model (``--model``: a file or ``default``), each budget (``Matcher(max_model_runs=N)``) and stride s: pair mode on every pair (k, k+s),
+For each model (``--model``: a file or ``default``), each budget (``Matcher(max_model_runs=N)``, and
+``time_budget_ms`` with ``--time-budget-ms``, 0: none) and stride s: pair mode on every pair (k, k+s),
 and sequence mode on every s-th frame (``match_next``, where the motion prior applies), each
 with model runs per pair (mean / p95 / max) and wall time per pair (median / p95 ms), all in one
 process so that the ratios between rows compare like with like.
@@ -38,22 +40,26 @@ def main() -> None:
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--runs", type=int, nargs="+", default=[3, 8])
     parser.add_argument("--model", action="append", help="model file or default (repeatable; default: the shipped model)")
+    parser.add_argument("--time-budget-ms", type=float, nargs="+", default=[0.0], metavar="MS",
+                        help="Matcher(time_budget_ms=MS) for each value (0: no time budget; default 0)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     models = args.model or ["default"]
     frames = [read_image(p) for p in frame_files(args.frames)]
     report: dict = {}
-    for model, budget in [(model, budget) for budget in args.runs for model in models]:
+    settings = [(model, budget, ms) for budget in args.runs for ms in args.time_budget_ms for model in models]
+    for model, budget, ms in settings:
         path = None if model == "default" else model
-        pair, sequence = Matcher(path, max_model_runs=budget), Matcher(path, max_model_runs=budget)
+        options = {"max_model_runs": budget, "time_budget_ms": ms}
+        pair, sequence = Matcher(path, **options), Matcher(path, **options)
         pair.match(frames[0], frames[1])  # warm up
         for stride in args.strides:
             results = [pair.match(frames[k], frames[k + stride]) for k in tqdm(range(len(frames) - stride), desc=f"runs {budget} stride {stride}", leave=False)]
             sequence.reset()
             chained = [sequence.match_next(frame) for frame in frames[::stride]][1:]
-            key = f"runs{budget}_stride{stride}" + ("" if len(models) == 1 else f"_{Path(model).stem}")
+            key = f"runs{budget}_stride{stride}" + (f"_{ms:g}ms" if ms else "") + ("" if len(models) == 1 else f"_{Path(model).stem}")
             report[key] = {"pair": stats(results), "sequence": stats(chained)}
-            print(model, budget, stride, json.dumps(report[key]), flush=True)
+            print(model, budget, f"{ms:g} ms", stride, json.dumps(report[key]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

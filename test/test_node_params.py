@@ -49,7 +49,7 @@ def test_every_spec_is_self_consistent():
 
 def test_only_runtime_tunable_parameters_are_dynamic():
     dynamic = {spec.name for spec in PARAMETERS if spec.dynamic}
-    assert dynamic == {"threshold", "max_matches", "lk_refinement", "rotation_search", "rewarp", "max_model_runs", "publish_overlay", "overlay_max_lines"}
+    assert dynamic == {"threshold", "max_matches", "lk_refinement", "rotation_search", "rewarp", "max_model_runs", "time_budget_ms", "publish_overlay", "overlay_max_lines"}
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,8 @@ def test_only_runtime_tunable_parameters_are_dynamic():
         ({"qos_depth": 0}, "qos_depth must be in"),
         ({"qos_depth": True}, "qos_depth must be a int"),
         ({"threshold": "0.5"}, "threshold must be a double"),
+        ({"time_budget_ms": -1.0}, r"time_budget_ms must be in \[0.0, 60000.0\]"),
+        ({"time_budget_ms": "20ms"}, "time_budget_ms must be a double"),
         ({"publish_overlay": "yes"}, "publish_overlay must be a bool"),
         ({"input_width": 641, "input_height": 480}, "multiple of 8"),
         ({"input_width": 640}, "set both input_width and input_height"),
@@ -117,15 +119,16 @@ def test_resolve_backend():
 
 def test_matcher_arguments_per_backend():
     base = validate_parameters({})
-    matcher_options = {"lk_refinement": True, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "input_size": "auto"}
+    matcher_options = {"lk_refinement": True, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "time_budget_ms": None, "input_size": "auto"}
     assert matcher_arguments(base) == {"model": None, "backend": "auto", "threshold": None, "max_matches": None, **matcher_options}
-    onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8")
+    onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8", time_budget_ms=40.0)
     assert matcher_arguments(onnx) == {
         "model": "/m/a.onnx",
         "backend": "auto",
         "threshold": 0.3,
         "max_matches": 400,
         **matcher_options,
+        "time_budget_ms": 40.0,
         "threads": 2,
     }
     torch = validate_parameters({"model": "s.ckpt", "input_width": 320, "input_height": 240, "threads": 4})
@@ -176,7 +179,7 @@ def test_tensorrt_option_names_match_the_backend_when_present():
     accepted = inspect.signature(TensorRTBackend).parameters
     trt = validate_parameters({"backend": "tensorrt", "engine_cache_dir": "/c", "trt_workspace_mb": 64,
                                "input_width": 320, "input_height": 240})
-    for name in set(matcher_arguments(trt)) - {"model", "backend", "threshold", "max_matches", "lk_refinement", "rotation_search", "rewarp", "max_model_runs"}:
+    for name in set(matcher_arguments(trt)) - {"model", "backend", "threshold", "max_matches", "lk_refinement", "rotation_search", "rewarp", "max_model_runs", "time_budget_ms"}:
         assert name in accepted, name
 
 

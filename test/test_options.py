@@ -1,7 +1,8 @@
 """One meaning of every option: the API raises one line, the CLI prints one line and exits 2.
 
 ``threshold``: a finite number in [0, 1] (None: the model's own). ``max_matches``: a whole
-number >= 0, where 0 and None mean no cap. Output paths are refused before any work and
+number >= 0, where 0 and None mean no cap. ``time_budget_ms``: a finite number of milliseconds
+>= 0, where 0 and None mean no limit. Output paths are refused before any work and
 never left half-written.
 """
 
@@ -19,7 +20,7 @@ import pytest
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.errors import OptionError
-from coarse_loftr_ros.options import check_max_matches, check_threshold
+from coarse_loftr_ros.options import check_max_matches, check_threshold, check_time_budget
 
 from cli_run import assert_one_line_error, run_cli
 
@@ -65,6 +66,18 @@ def test_other_max_matches_are_one_line_value_errors(value) -> None:
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("value, expected", [(None, None), (0, None), (0.0, None), (25, 25.0), (12.5, 12.5), (np.float32(3.0), 3.0)])
+def test_time_budgets_are_milliseconds_and_zero_means_no_limit(value, expected) -> None:
+    assert check_time_budget(value) == expected
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, math.nan, math.inf, "20", True, 10**400])
+def test_other_time_budgets_are_one_line_value_errors(value) -> None:
+    with pytest.raises(ValueError, match="time_budget_ms must be a finite number of milliseconds >= 0") as error:
+        check_time_budget(value)
+    assert "\n" not in str(error.value)
+
+
 # --------------------------------------------------------------------------- the API
 
 
@@ -89,7 +102,9 @@ def test_api_threshold_zero_keeps_every_match_and_one_keeps_almost_none(exported
     assert 0 < len(strict) < len(all_matches) and strict.confidence.min() >= 0.5
 
 
-@pytest.mark.parametrize("options", [{"threshold": 1.5}, {"threshold": math.nan}, {"max_matches": -5}, {"max_matches": 2.5}])
+@pytest.mark.parametrize(
+    "options", [{"threshold": 1.5}, {"threshold": math.nan}, {"max_matches": -5}, {"max_matches": 2.5}, {"time_budget_ms": -10.0}]
+)
 def test_api_refuses_bad_values_before_opening_the_model(options, tmp_path) -> None:
     # The model does not exist: the option error comes first, so no model is opened.
     with pytest.raises(OptionError):
@@ -117,6 +132,8 @@ def test_api_setting_a_bad_value_later_is_refused_and_keeps_the_old_one(exported
         ("--threshold", "abc", "must be a number in [0, 1]"),
         ("--max-matches", "-5", "must be a whole number >= 0"),
         ("--max-matches", "2.5", "must be a whole number >= 0"),
+        ("--time-budget-ms", "-5", "must be a finite number of milliseconds >= 0"),
+        ("--time-budget-ms", "inf", "must be a finite number of milliseconds >= 0"),
     ],
 )
 @pytest.mark.parametrize("command", ["match", "replay", "eval"])

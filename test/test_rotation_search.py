@@ -109,6 +109,39 @@ def test_no_pair_costs_more_than_its_budget(frame, budget):
         assert result.rotation_deg == 0.0 and result.scale == 1.0 and not result.rewarped
 
 
+def test_a_time_budget_ends_the_runs_a_pair_has_no_time_for(frame):
+    """The same hard pair as above with a budget of 5 runs: with 1 microsecond the first run
+    happens and no other (each takes milliseconds); with 1000 s the budget never binds and the
+    pair runs as without one."""
+    hard = cv2.flip(rotate_image(frame, 45.0, 0.4)[0], 1)
+    unlimited = Matcher(max_model_runs=5).match(frame, hard)
+    assert unlimited.model_runs >= 3  # the pair needs more than one run
+    hurried = Matcher(max_model_runs=5, time_budget_ms=1e-3)
+    counter = CountingBackend(hurried)
+    result = hurried.match(frame, hard)
+    assert counter.runs == result.model_runs == 1
+    assert result.rotation_deg == 0.0 and result.scale == 1.0 and not result.rewarped and len(result) > 0
+    patient = Matcher(max_model_runs=5, time_budget_ms=1e6).match(frame, hard)
+    assert patient.model_runs == unlimited.model_runs
+    assert (patient.rotation_deg, patient.scale, patient.rewarped) == (unlimited.rotation_deg, unlimited.scale, unlimited.rewarped)
+
+
+def test_a_time_budget_binds_in_sequence_mode_and_can_be_changed(frame):
+    """match_next counts the new frame's features in the pair's time; the budget is a setting."""
+    turned = rotate_image(frame, 45.0)[0]
+    sequence = Matcher(time_budget_ms=1e-3)
+    sequence.match_next(frame)
+    assert sequence.match_next(turned).model_runs == 1
+    sequence.time_budget_ms = 0  # 0: no limit
+    assert sequence.time_budget_ms is None
+    sequence.reset()
+    sequence.match_next(frame)
+    assert sequence.match_next(turned).model_runs >= 2
+    with pytest.raises(ValueError, match="time_budget_ms must be a finite number"):
+        sequence.time_budget_ms = -5
+    assert sequence.time_budget_ms is None
+
+
 def test_predicted_rotation_undoes_a_turn(frame):
     """``predict_rotation`` gives the angle that turns image 1 back (``rotate_image`` convention)."""
     for angle in (-135.0, -60.0, -20.0, 35.0, 90.0, 170.0):
