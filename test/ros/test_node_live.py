@@ -331,11 +331,11 @@ def test_parameters_change_at_run_time_and_bad_changes_are_refused(live, frames,
     assert min(msg.confidence) >= 0.5
 
     for change, words in [({"threshold": 1.5}, "threshold"), ({"max_matches": -1}, "max_matches"),
-                          ({"mode": "stereo"}, "read-only")]:
+                          ({"time_budget_ms": -1.0}, "time_budget_ms"), ({"mode": "stereo"}, "read-only")]:
         result, = _set_parameters(driver, **change)
         assert not result.successful and words in result.reason, (change, result.reason)
-    results = _set_parameters(driver, max_matches=0, threshold=0.0)
-    assert [r.successful for r in results] == [True, True]
+    results = _set_parameters(driver, max_matches=0, threshold=0.0, time_budget_ms=250.0)
+    assert [r.successful for r in results] == [True, True, True]
     publisher.publish(image_message(frames[3], stamp(100.3)))
     _wait_count(driver, matches, 3)
     assert_same_matches(matches[-1][1], matcher.match(frames[2], frames[3]))
