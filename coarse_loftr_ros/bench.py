@@ -183,19 +183,21 @@ def run_benchmark(
     progress: bool = True,
     xfeat: bool = False,
     threads: int | None = None,
+    time_budget_ms: float | None = None,
 ) -> dict:
     """Time every method on consecutive pairs of ``frames``; return a JSON-ready report.
 
     ``threads=1`` runs everything on one core (ONNX Runtime and OpenCV): the stand-in for a
     Jetson's slower ARM cores, where the steps after the model run on the CPU.
+    ``time_budget_ms`` is given to the "coarse-loftr" rows (``Matcher(time_budget_ms=...)``).
     """
     from tqdm import tqdm
 
     if threads is not None:
         cv2.setNumThreads(threads)
     options = {"threads": threads} if threads else {}
-    matcher = Matcher(model, **options)
-    sequence = Matcher(model, **options)
+    matcher = Matcher(model, time_budget_ms=time_budget_ms, **options)
+    sequence = Matcher(model, time_budget_ms=time_budget_ms, **options)
     alone = Matcher(model, **MODEL_ALONE, **options)
     alone_sequence = Matcher(model, **MODEL_ALONE, **options)
     backend = matcher.backend
@@ -266,6 +268,7 @@ def run_benchmark(
         else None,
         "cpu_count": os.cpu_count(),
         "single_threaded": threads == 1,
+        "time_budget_ms": matcher.time_budget_ms,
         "methods": methods,
         "budget": budget_ratios(methods),
         "reference_note": None if reference_model else "reference model not found: pass --reference (../shared/weights/coarse_loftr_trt_student.onnx)",
@@ -304,6 +307,8 @@ def format_table(report: dict) -> str:
     lines.append("budget (ratios in this run): " + ", ".join(f"{k} {v:.2f}" for k, v in report["budget"].items()))
     if report.get("single_threaded"):
         lines.append("single-threaded: ONNX Runtime threads=1, cv2.setNumThreads(1)")
+    if report.get("time_budget_ms"):
+        lines.append(f"coarse-loftr rows with time_budget_ms={report['time_budget_ms']:g}")
     if report.get("peak_rss_mb"):
         lines.append(f"peak RSS of `coarse-loftr match`: {report['peak_rss_mb']:.0f} MB")
     if report.get("reference_note"):

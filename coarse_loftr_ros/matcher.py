@@ -78,8 +78,9 @@ class Matcher:
         time_budget_ms: the most milliseconds the model runs of one pair may take, counted from
             the call (preprocessing and, in sequence mode, the new frame's features included), a
             number >= 0; 0 or None: no limit. The first run always happens; a further one starts
-            only while the time so far plus the pair's longest run so far stays within it, so a
-            slow pair gives up its search or rewarp instead of overrunning. The polish after the
+            only while the time so far plus the pair's longest run so far (with a view's
+            features, which a run in sequence mode computes but the first did not) stays within
+            it, so a slow pair gives up its search or rewarp instead of overrunning. The polish after the
             runs (a few ms, docs/benchmarks.md) is not counted.
         motion_prior: in sequence mode, try the view the previous pair was matched in (when the
             search turned or scaled it) before the upright one (``steps.MotionPrior``).
@@ -139,6 +140,7 @@ class Matcher:
         self._previous: FrameFeatures | None = None
         self._prior: np.ndarray | None = None  # sequence mode: the previous pair's view transform (3x3)
         self._sequence_features = bool(getattr(self.backend, "supports_features", False))
+        self._extract_ms = 0.0  # the last image's features, in ms: what a view's run costs beyond the matching
 
     @property
     def threshold(self) -> float | None:
@@ -286,7 +288,7 @@ class Matcher:
         if previous is None:
             return None
         previous = self._at_input_size(previous)  # a frame of another shape before this one
-        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True)
+        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True, extracted=True)
 
     def extract(self, image: np.ndarray) -> FrameFeatures:
         """Compute what matching needs of one image once, to match it many times (a keyframe).
@@ -304,7 +306,7 @@ class Matcher:
         if self._follows_images:
             set_input_size(self.backend, features1.letterbox.input_size)
         features0 = self._at_input_size(features0)
-        return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start)
+        return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start, extracted=True)
 
     def reset(self) -> None:
         """Forget the previous frame of sequence mode (and the view its pair was matched in)."""
@@ -329,7 +331,12 @@ class Matcher:
         return to_model_input(gray, self.input_size, self.backend.stride)
 
     def _extract(self, tensor: np.ndarray, box: Letterbox, gray: np.ndarray) -> FrameFeatures:
-        return FrameFeatures(self.backend.features(tensor) if self._sequence_features else tensor, box, gray)
+        if not self._sequence_features:
+            return FrameFeatures(tensor, box, gray)
+        start = time.perf_counter()
+        features = FrameFeatures(self.backend.features(tensor), box, gray)
+        self._extract_ms = (time.perf_counter() - start) * 1e3
+        return features
 
     def _match_extracted(self, features0: FrameFeatures, features1: FrameFeatures) -> RawMatches:
         if self._sequence_features:
@@ -354,7 +361,11 @@ class Matcher:
         start: float,
         prepared: float,
         sequence: bool = False,
+        extracted: bool = False,
     ) -> MatchResult:
+        """The steps' runs, the best view's matches mapped back and polished. ``extracted``: image
+        1's features were computed before the runs (sequence mode, ``match_extracted``), so a
+        view's run will cost an extraction more than the first run did (the time budget's estimate)."""
         pair = PairSearch(
             image0, box0, image1, run,
             score=lambda raw, box1: self._score(raw, box0, box1),
@@ -363,6 +374,7 @@ class Matcher:
             budget=self.max_model_runs,
             prior=self._prior if sequence else None,
             deadline=None if self.time_budget_ms is None else start + self.time_budget_ms / 1e3,
+            view_features_ms=self._extract_ms if extracted else 0.0,
         )
         best = pair.run_steps(self.steps)
         given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ

