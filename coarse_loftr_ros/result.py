@@ -36,7 +36,8 @@ class MatchResult:
         rewarped: True when image 1 was matched warped onto image 0 by the homography a first
             match agreed on (``Matcher(rewarp=True)``); the keypoints are still in the given image 1.
         model_runs: how many times the model ran for this pair (1, or more when the search,
-            the rewarp or the motion prior tried other views; at most ``Matcher.max_model_runs``).
+            the rewarp or the motion prior tried other views; at most ``Matcher.max_model_runs``,
+            fewer when ``Matcher.time_budget_ms`` ran out).
         timing_ms: wall time per stage in milliseconds: ``preprocess``, ``inference`` (every
             model run and the steps around them), ``postprocess`` (mapping back and the polish),
             ``total``; and within them ``model`` (the model runs alone), ``prior``, ``search``

@@ -4,6 +4,7 @@
     python scripts/make_dev_benchmark.py                       # once: runs/dev/{easy,medium,hard}
     python scripts/evaluate_dev.py --model default --model released --steps --json runs/dev/results.json
     python scripts/evaluate_dev.py --model default --xfeat --lighterglue --no-baselines --limit 30
+    python scripts/evaluate_dev.py --model default --no-baselines --time-budget-ms 45
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
 held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
@@ -39,10 +40,12 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
     methods: dict[str, evaluation.Method] = {}
     for model in args.model or ["default"]:
         path = {"default": None, "released": args.shared / "weights" / "coarse_loftr_trt_student.onnx"}.get(model, model)
-        methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold))
+        methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms))
         if args.steps:  # what each step after the model adds, in the same run
             for label, options in STEPS.items():
-                methods[f"{model} ({label})"] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, **options))
+                methods[f"{model} ({label})"] = evaluation.matcher_method(
+                    Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, **options)
+                )
     if not args.no_baselines:
         methods["orb-2000"] = evaluation.orb_method(2000)
         methods["sift-2000"] = evaluation.sift_method(2000)
@@ -111,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model file, default or released (repeatable)")
     parser.add_argument("--threshold", type=float, default=None, help="runtime confidence threshold for the models")
+    parser.add_argument("--time-budget-ms", type=float, default=None, metavar="MS",
+                        help="Matcher(time_budget_ms=MS) for the models (default: none; its figures are this machine's)")
     parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
