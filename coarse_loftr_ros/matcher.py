@@ -80,8 +80,8 @@ class Matcher:
             number >= 0; 0 or None: no limit. The first run always happens; a further one starts
             only while the time so far plus the pair's longest run so far (with a view's
             features, which a run in sequence mode computes but the first did not) stays within
-            it, so a slow pair gives up its search or rewarp instead of overrunning. The polish after the
-            runs (a few ms, docs/benchmarks.md) is not counted.
+            it, so a slow pair gives up its search or rewarp instead of overrunning. The polish
+            after the runs (a few ms, docs/benchmarks.md) is not counted.
         motion_prior: in sequence mode, try the view the previous pair was matched in (when the
             search turned or scaled it) before the upright one (``steps.MotionPrior``).
         input_size: the model input (width, height) in pixels. ``"auto"`` (default): for
