@@ -288,7 +288,7 @@ class Matcher:
         if previous is None:
             return None
         previous = self._at_input_size(previous)  # a frame of another shape before this one
-        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True, extracted=True)
+        return self._match(self._runner(previous, current), previous.image, previous.letterbox, gray, start, prepared, sequence=True, view_features_ms=self._extract_ms)
 
     def extract(self, image: np.ndarray) -> FrameFeatures:
         """Compute what matching needs of one image once, to match it many times (a keyframe).
@@ -306,7 +306,7 @@ class Matcher:
         if self._follows_images:
             set_input_size(self.backend, features1.letterbox.input_size)
         features0 = self._at_input_size(features0)
-        return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start, extracted=True)
+        return self._match(self._runner(features0, features1), features0.image, features0.letterbox, features1.image, start, start, view_features_ms=self._extract_ms)
 
     def reset(self) -> None:
         """Forget the previous frame of sequence mode (and the view its pair was matched in)."""
@@ -361,11 +361,11 @@ class Matcher:
         start: float,
         prepared: float,
         sequence: bool = False,
-        extracted: bool = False,
+        view_features_ms: float = 0.0,
     ) -> MatchResult:
-        """The steps' runs, the best view's matches mapped back and polished. ``extracted``: image
-        1's features were computed before the runs (sequence mode, ``match_extracted``), so a
-        view's run will cost an extraction more than the first run did (the time budget's estimate)."""
+        """The steps' runs, the best view's matches mapped back and polished. ``view_features_ms``:
+        where image 1's features were computed before the runs (sequence mode, ``match_extracted``),
+        what a view's run will cost beyond the first (the time budget's estimate)."""
         pair = PairSearch(
             image0, box0, image1, run,
             score=lambda raw, box1: self._score(raw, box0, box1),
@@ -374,7 +374,7 @@ class Matcher:
             budget=self.max_model_runs,
             prior=self._prior if sequence else None,
             deadline=None if self.time_budget_ms is None else start + self.time_budget_ms / 1e3,
-            view_features_ms=self._extract_ms if extracted else 0.0,
+            view_features_ms=view_features_ms,
         )
         best = pair.run_steps(self.steps)
         given_box1 = Letterbox.fit((image1.shape[1], image1.shape[0]), self.input_size)  # a view's may differ

@@ -244,7 +244,7 @@ class MatcherNode(Node):
         self._matcher.lk_refinement = config.lk_refinement
         self._matcher.rotation_search = config.rotation_search
         self._matcher.rewarp = config.rewarp
-        self._matcher.time_budget_ms = config.time_budget_ms or None
+        self._matcher.time_budget_ms = config.time_budget_ms  # 0: none
         self.config = config
         self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return SetParametersResult(successful=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.bench import MODEL_ALONE
+from coarse_loftr_ros.options import time_budget_arg
 from coarse_loftr_train import evaluation
 from coarse_loftr_train import sequence_evaluation
 
@@ -114,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model file, default or released (repeatable)")
     parser.add_argument("--threshold", type=float, default=None, help="runtime confidence threshold for the models")
-    parser.add_argument("--time-budget-ms", type=float, default=None, metavar="MS",
+    parser.add_argument("--time-budget-ms", type=time_budget_arg, default=None, metavar="MS",
                         help="Matcher(time_budget_ms=MS) for the models (default: none; its figures are this machine's)")
     parser.add_argument("--dev", type=Path, default=Path("runs/dev"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.bench import frame_files
 from coarse_loftr_ros.imageio import read_image
+from coarse_loftr_ros.options import time_budget_arg
 
 
 def stats(results: list) -> dict:
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--runs", type=int, nargs="+", default=[3, 8])
     parser.add_argument("--model", action="append", help="model file or default (repeatable; default: the shipped model)")
-    parser.add_argument("--time-budget-ms", type=float, nargs="+", default=[0.0], metavar="MS",
+    parser.add_argument("--time-budget-ms", type=time_budget_arg, nargs="+", default=[None], metavar="MS",
                         help="Matcher(time_budget_ms=MS) for each value (0: no time budget; default 0)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -59,7 +60,7 @@ def main() -> None:
             chained = [sequence.match_next(frame) for frame in frames[::stride]][1:]
             key = f"runs{budget}_stride{stride}" + (f"_{ms:g}ms" if ms else "") + ("" if len(models) == 1 else f"_{Path(model).stem}")
             report[key] = {"pair": stats(results), "sequence": stats(chained)}
-            print(model, budget, f"{ms:g} ms", stride, json.dumps(report[key]), flush=True)
+            print(model, budget, f"{ms:g} ms" if ms else "no time budget", stride, json.dumps(report[key]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
