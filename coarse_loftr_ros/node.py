@@ -382,7 +382,7 @@ class MatcherNode(Node):
         fields = match_array_fields(matched.result, matched.header0, matched.header1, latency_ms=latency_ms,
                                     camera_info0=camera_info0, camera_info1=camera_info1)
         self._matches_publisher.publish(MatchArray(**fields))
-        self._statistics.record_processed(latency_ms, len(matched.result))
+        self._statistics.record_processed(latency_ms, len(matched.result), matched.result.model_runs)
         config = self.config
         if config.publish_overlay and self._overlay_publisher.get_subscription_count() > 0:
             from .overlay import draw_matches

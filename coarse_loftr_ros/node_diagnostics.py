@@ -6,7 +6,7 @@ Public API:
   ``record_image()`` for every image message received, ``record_unpaired(n)`` when the stereo
   pairer drops ``n`` images that found no partner, ``record_input()`` when a pair (stereo) or
   frame (sequence) is ready for matching, ``record_dropped()`` when a newer one replaces it
-  before processing, ``record_processed(latency_ms, matches)``
+  before processing, ``record_processed(latency_ms, matches, model_runs)``
   after publishing, ``record_overlay()`` for each overlay published, ``record_bad_message()`` for an image that could not be converted or
   matched, ``record_failure()`` for an unexpected error, ``record_restart(reason)`` when a frame
   restarts the sequence (``pairing.RESTART_REASONS``) and ``record_camera_info_mismatch()``
@@ -16,11 +16,13 @@ Public API:
   (``"ok"``, ``"warn"`` or ``"error"``), a one-line message and the key/value pairs that
   ``node.py`` copies into a ``diagnostic_msgs/DiagnosticStatus``.
 
-Rates and means are over the last ``window_s`` seconds of a monotonic clock (seconds).
+Rates, means, maxima and the latency's 95th percentile (nearest rank) are over the last
+``window_s`` seconds of a monotonic clock (seconds).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -47,7 +49,7 @@ class MatcherStatistics:
         self.window_s = window_s
         self._lock = threading.Lock()
         self._inputs: deque[float] = deque()
-        self._processed: deque[tuple[float, float, int]] = deque()  # (time, latency_ms, matches)
+        self._processed: deque[tuple[float, float, int, int]] = deque()  # (time, latency_ms, matches, model runs)
         self._bad: deque[float] = deque()
         self._failures: deque[float] = deque()
         self._started = time.monotonic() if start_time is None else start_time
@@ -94,11 +96,13 @@ class MatcherStatistics:
         with self._lock:
             self.dropped += count
 
-    def record_processed(self, latency_ms: float, matches: int, now: float | None = None) -> None:
+    def record_processed(self, latency_ms: float, matches: int, model_runs: int = 1, now: float | None = None) -> None:
+        """A pair was matched and published: its latency (receipt to publish, ms), its matches and
+        the model runs it cost (``MatchResult.model_runs``)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self.processed += 1
-            self._processed.append((now, float(latency_ms), int(matches)))
+            self._processed.append((now, float(latency_ms), int(matches), int(model_runs)))
 
     def record_bad_message(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -154,11 +158,15 @@ class MatcherStatistics:
             output_hz = len(self._processed) / span
             latencies = [p[1] for p in self._processed]
             matches = [p[2] for p in self._processed]
+            runs = [p[3] for p in self._processed]
             values = {
                 "input rate (Hz)": f"{input_hz:.2f}",
                 "output rate (Hz)": f"{output_hz:.2f}",
                 "latency mean (ms)": f"{sum(latencies) / len(latencies):.1f}" if latencies else "-",
+                "latency p95 (ms)": f"{_nearest_rank(latencies, 0.95):.1f}" if latencies else "-",
                 "latency max (ms)": f"{max(latencies):.1f}" if latencies else "-",
+                "model runs mean": f"{sum(runs) / len(runs):.2f}" if runs else "-",
+                "model runs max": str(max(runs)) if runs else "-",
                 "matches last": str(matches[-1]) if matches else "-",
                 "matches mean": f"{sum(matches) / len(matches):.1f}" if matches else "-",
                 "images total": str(max(self.images, self.inputs)),
@@ -212,3 +220,9 @@ class MatcherStatistics:
                 "warn", f"matching {output_hz:.1f} Hz of {input_hz:.1f} Hz input: stale pairs are dropped", values
             )
         return DiagnosticSummary("ok", f"matching at {output_hz:.1f} Hz", values)
+
+
+def _nearest_rank(values: Sequence[float], share: float) -> float:
+    """The smallest value that at least ``share`` of ``values`` (not empty) are at or below."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)), 1) - 1]

@@ -34,6 +34,22 @@ def test_healthy_stream_is_ok_with_rates_and_latency():
     assert summary.values["dropped stale total"] == "0"
 
 
+def test_latency_p95_and_model_runs_cover_the_window():
+    """The latency's 95th percentile and the model runs per pair (what the steps after the model
+    cost) are over the last window_s seconds: an older slow pair leaves them."""
+    stats = MatcherStatistics(window_s=10.0, start_time=0.0)
+    stats.record_processed(500.0, 80, model_runs=3, now=0.5)  # a searched pair, early
+    for i in range(1, 101):  # 1..100 ms, one model run, then every tenth pair a second run
+        stats.record_processed(float(i), 300, model_runs=2 if i % 10 == 0 else 1, now=10.0 + i * 0.05)
+    values = stats.summary(now=15.1).values
+    assert values["latency p95 (ms)"] == "95.0" and values["latency max (ms)"] == "100.0"
+    assert values["model runs mean"] == "1.10" and values["model runs max"] == "2"
+    stats.record_processed(7.0, 300, now=15.2)  # one run unless told
+    assert stats.summary(now=15.3).values["model runs mean"] == f"{111 / 101:.2f}"
+    empty = MatcherStatistics(start_time=0.0).summary(now=1.0).values
+    assert empty["latency p95 (ms)"] == empty["model runs mean"] == empty["model runs max"] == "-"
+
+
 def test_slow_matching_warns_about_dropped_pairs():
     stats = MatcherStatistics(window_s=5.0, start_time=0.0)
     end = steady(stats, 0.0, 10.0, input_hz=30.0, every_nth=3, latency=90.0, matches=150)
