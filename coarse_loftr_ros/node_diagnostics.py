@@ -16,18 +16,19 @@ Public API:
   (``"ok"``, ``"warn"`` or ``"error"``), a one-line message and the key/value pairs that
   ``node.py`` copies into a ``diagnostic_msgs/DiagnosticStatus``.
 
-Rates, means, maxima and the latency's 95th percentile (nearest rank) are over the last
-``window_s`` seconds of a monotonic clock (seconds).
+Rates, means, maxima and the latency's 95th percentile (nearest rank: numpy's ``inverted_cdf``)
+are over the last ``window_s`` seconds of a monotonic clock (seconds).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
+
+import numpy as np
 
 from .pairing import RESTART_REASONS
 
@@ -163,7 +164,7 @@ class MatcherStatistics:
                 "input rate (Hz)": f"{input_hz:.2f}",
                 "output rate (Hz)": f"{output_hz:.2f}",
                 "latency mean (ms)": f"{sum(latencies) / len(latencies):.1f}" if latencies else "-",
-                "latency p95 (ms)": f"{_nearest_rank(latencies, 0.95):.1f}" if latencies else "-",
+                "latency p95 (ms)": f"{np.percentile(latencies, 95, method='inverted_cdf'):.1f}" if latencies else "-",
                 "latency max (ms)": f"{max(latencies):.1f}" if latencies else "-",
                 "model runs mean": f"{sum(runs) / len(runs):.2f}" if runs else "-",
                 "model runs max": str(max(runs)) if runs else "-",
@@ -221,8 +222,3 @@ class MatcherStatistics:
             )
         return DiagnosticSummary("ok", f"matching at {output_hz:.1f} Hz", values)
 
-
-def _nearest_rank(values: Sequence[float], share: float) -> float:
-    """The smallest value that at least ``share`` of ``values`` (not empty) are at or below."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share * len(ordered)), 1) - 1]
