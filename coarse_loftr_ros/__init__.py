@@ -13,17 +13,17 @@ __version__ = "0.1.0"
 __all__ = ["Matcher", "MatchResult", "__version__"]
 
 if TYPE_CHECKING:
-    from .matcher import Matcher
-    from .result import MatchResult
+    from .matching.matcher import Matcher
+    from .matching.result import MatchResult
 
 
 def __getattr__(name: str) -> Any:
     if name == "Matcher":
-        from .matcher import Matcher
+        from .matching.matcher import Matcher
 
         return Matcher
     if name == "MatchResult":
-        from .result import MatchResult
+        from .matching.result import MatchResult
 
         return MatchResult
     raise AttributeError(f"module 'coarse_loftr_ros' has no attribute {name!r}")

@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.bench import MODEL_ALONE
-from coarse_loftr_ros.options import time_budget_arg
+from coarse_loftr_ros.tools.bench import MODEL_ALONE
+from coarse_loftr_ros.matching.options import time_budget_arg
 from coarse_loftr_train import evaluation
 from coarse_loftr_train import sequence_evaluation
 

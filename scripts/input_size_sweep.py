@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from coarse_loftr_ros import Matcher  # noqa: E402
-from coarse_loftr_ros.options import input_size_arg  # noqa: E402
+from coarse_loftr_ros.matching.options import input_size_arg  # noqa: E402
 from coarse_loftr_train.evaluation import POSE_THRESHOLDS, auc, relative_pose_error  # noqa: E402
 
 

@@ -105,7 +105,7 @@ class Receiver:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
 
-        import coarse_loftr_ros.node  # noqa: F401  (makes coarse_loftr_ros.msg importable from a checkout)
+        import coarse_loftr_ros.ros.node  # noqa: F401  (makes coarse_loftr_ros.msg importable from a checkout)
         from coarse_loftr_ros.msg import MatchArray
 
         self.context = rclpy.Context()

@@ -18,7 +18,7 @@ import numpy as np
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.imageio import read_image
-from coarse_loftr_ros.lk_refinement import LKRefinement
+from coarse_loftr_ros.matching.lk_refinement import LKRefinement
 from coarse_loftr_train import evaluation
 
 REPO = Path(__file__).resolve().parents[1]

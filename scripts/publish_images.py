@@ -174,7 +174,7 @@ def cameras_for(args: argparse.Namespace) -> list:
     """The ``PinholeCamera`` of the first and of the ``--right`` source (``[]`` without ``--camera``)."""
     if args.camera is None:
         return []
-    from coarse_loftr_ros.camera_info import CameraFileError, load_cameras
+    from coarse_loftr_ros.ros.camera_info import CameraFileError, load_cameras
 
     try:
         cameras = load_cameras(args.camera)
@@ -191,7 +191,7 @@ def camera_info_message(camera, stamp, frame_id: str):
     """sensor_msgs/CameraInfo of ``camera`` with the image's stamp and frame_id."""
     from sensor_msgs.msg import CameraInfo
 
-    from coarse_loftr_ros.camera_info import camera_info_fields
+    from coarse_loftr_ros.ros.camera_info import camera_info_fields
 
     msg = CameraInfo(**camera_info_fields(camera))
     msg.header.stamp = stamp

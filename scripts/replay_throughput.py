@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coarse_loftr_ros.matcher import Matcher  # noqa: E402
-from coarse_loftr_ros.replay import ReplayConfig, replay  # noqa: E402
+from coarse_loftr_ros.matching.matcher import Matcher  # noqa: E402
+from coarse_loftr_ros.tools.replay import ReplayConfig, replay  # noqa: E402
 
 
 def write_bag(path: Path, frames: list[np.ndarray], storage: str) -> None:

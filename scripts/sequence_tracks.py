@@ -5,7 +5,7 @@
     python scripts/sequence_tracks.py ../shared/data/freiburg_sequence --json runs/tracks.json
 
 Runs ``Matcher().match_next`` over the frames (sorted by file name), chains ``cells1`` of each
-result to ``cells0`` of the next (``coarse_loftr_ros.tracks.CellTracker``) and prints the
+result to ``cells0`` of the next (``coarse_loftr_ros.matching.tracks.CellTracker``) and prints the
 number of tracks and their length in frames (mean, median, 90th percentile, max), with the
 matches per pair, and the hand-off: where a track goes on, the distance (pixels of the original
 frame) between its ``keypoints1`` in pair (k-1, k) and its ``keypoints0`` in pair (k, k+1), both
@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.tracks import CellTracker, track_statistics
+from coarse_loftr_ros.matching.tracks import CellTracker, track_statistics
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff")
 

@@ -22,9 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.bench import frame_files
+from coarse_loftr_ros.tools.bench import frame_files
 from coarse_loftr_ros.imageio import read_image
-from coarse_loftr_ros.options import time_budget_arg
+from coarse_loftr_ros.matching.options import time_budget_arg
 
 
 def stats(results: list) -> dict:

@@ -46,7 +46,7 @@ def test_bench_without_reference_says_so(tmp_path, exported_model, freiburg_fram
     frames.mkdir()
     for index, frame in enumerate(freiburg_frames[:3]):
         cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
-    from coarse_loftr_ros.bench import load_frames, run_benchmark
+    from coarse_loftr_ros.tools.bench import load_frames, run_benchmark
 
     report = run_benchmark(load_frames(frames, 10), exported_model, None, classical=False, rounds=1, warmup=1, progress=False)
     assert set(report["methods"]) == {"coarse-loftr pair", "coarse-loftr sequence", "model alone pair", "model alone sequence"}
@@ -104,7 +104,7 @@ def test_bench_times_the_matcher_under_a_time_budget(tmp_path, exported_model, f
     frames.mkdir()
     for index, frame in enumerate(freiburg_frames[6:8]):
         cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
-    from coarse_loftr_ros.bench import format_table, load_frames, run_benchmark
+    from coarse_loftr_ros.tools.bench import format_table, load_frames, run_benchmark
 
     def runs(report: dict) -> list[int]:
         return [report["methods"][f"coarse-loftr {mode}"]["model_runs"]["max"] for mode in ("pair", "sequence")]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from coarse_loftr_ros.camera_info import (
+from coarse_loftr_ros.ros.camera_info import (
     CameraFileError,
     PinholeCamera,
     camera_info_fields,

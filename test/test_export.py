@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from coarse_loftr_ros.backends.base import INPUT_NAMES, OUTPUT_NAMES, RawMatches  # noqa: E402
-from coarse_loftr_ros.extraction import extract_matches  # noqa: E402
+from coarse_loftr_ros.backends.extraction import extract_matches  # noqa: E402
 from coarse_loftr_train.checkpoint import load_model  # noqa: E402
 from coarse_loftr_train.export import ExportableMatcher, ExtractionConfig, export_onnx  # noqa: E402
 from matching import assert_same_matches  # noqa: E402
@@ -162,7 +162,7 @@ def test_sequence_graphs_equal_pair_graph(exported_model, freiburg_frames):
 def test_match_extraction_equals_mutual_nearest_neighbours_of_the_dual_softmax(seed):
     """The in-graph extraction (log domain, row reductions only) finds exactly the mutual
     nearest neighbours of the full dual-softmax matrix, with their confidences."""
-    from coarse_loftr_ros.extraction import extract_matches
+    from coarse_loftr_ros.backends.extraction import extract_matches
     from coarse_loftr_train.export import MatchExtraction
 
     grid = (8, 6)

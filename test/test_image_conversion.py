@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coarse_loftr_ros.errors import ImageError
-from coarse_loftr_ros.image_conversion import (
+from coarse_loftr_ros.ros.image_conversion import (
     SUPPORTED_ENCODINGS,
     compressed_to_numpy,
     image_to_numpy,

@@ -115,7 +115,7 @@ _CHILD = """
 import json, sys, time
 import numpy as np
 from coarse_loftr_ros.imageio import decode_image, read_image
-from coarse_loftr_ros.image_conversion import compressed_to_numpy
+from coarse_loftr_ros.ros.image_conversion import compressed_to_numpy
 from types import SimpleNamespace
 path = sys.argv[1]
 data = np.fromfile(path, np.uint8)

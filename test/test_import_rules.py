@@ -23,7 +23,7 @@ def test_runtime_path_does_not_import_torch(exported_model, freiburg_frames, tmp
     code = f"""
 import cv2
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.overlay import draw_matches
+from coarse_loftr_ros.matching.overlay import draw_matches
 m = Matcher({str(exported_model)!r})
 image = cv2.imread({str(frame)!r})
 r = m.match(image, image)

@@ -113,7 +113,7 @@ def test_check_input_size_accepts_multiples_of_the_stride_within_the_model():
 
 
 def test_input_size_option_parses_width_x_height_auto_and_model():
-    from coarse_loftr_ros.options import input_size_arg
+    from coarse_loftr_ros.matching.options import input_size_arg
 
     assert input_size_arg("960x288") == (960, 288)
     assert input_size_arg(" 1216X368 ") == (1216, 368)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from coarse_loftr_ros.lk_refinement import LKRefinement
+from coarse_loftr_ros.matching.lk_refinement import LKRefinement
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_box_means_are_the_blurred_image_at_the_points():
     """``box_means`` samples what ``cv2.blur`` holds at the points, borders and rounding included."""
     import skimage.data
 
-    from coarse_loftr_ros.lk_refinement import box_means
+    from coarse_loftr_ros.matching.lk_refinement import box_means
 
     rng = np.random.default_rng(0)
     for image in (skimage.data.camera(), rng.integers(0, 256, (37, 53), dtype=np.uint8)):

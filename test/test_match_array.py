@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros.errors import CoarseLoftrError
-from coarse_loftr_ros.match_array import (
+from coarse_loftr_ros.ros.match_array import (
     MATCH_ARRAY_TYPENAME,
     _definition_candidates,
     match_array_definition,
@@ -21,8 +21,8 @@ from coarse_loftr_ros.match_array import (
     rosbags_header,
     rosbags_match_array,
 )
-from coarse_loftr_ros.camera_info import PinholeCamera
-from coarse_loftr_ros.result import MatchResult
+from coarse_loftr_ros.ros.camera_info import PinholeCamera
+from coarse_loftr_ros.matching.result import MatchResult
 
 pytest.importorskip("rosbags")
 

@@ -8,8 +8,8 @@ import pytest
 
 from coarse_loftr_ros.errors import ImageError
 from coarse_loftr_ros.imageio import ImageTooLargeError
-from coarse_loftr_ros.matcher import Matcher
-from coarse_loftr_ros.message_matching import MessageMatcher
+from coarse_loftr_ros.matching.matcher import Matcher
+from coarse_loftr_ros.ros.message_matching import MessageMatcher
 from coarse_loftr_ros.preprocess import ImageSizeError
 from hostile_images import png_declaring
 from matching import MODEL_ONLY, assert_same_matches

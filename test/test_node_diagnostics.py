@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from coarse_loftr_ros.node_diagnostics import MatcherStatistics
+from coarse_loftr_ros.ros.node_diagnostics import MatcherStatistics
 
 
 def steady(stats: MatcherStatistics, start: float, seconds: float, input_hz: float, every_nth: int, latency: float, matches: int) -> float:
@@ -120,7 +120,7 @@ def test_overlays_are_counted():
 
 
 def test_the_node_logs_each_kind_of_bad_message_once_per_period():
-    from coarse_loftr_ros.node import _ProblemThrottle  # importable without ROS
+    from coarse_loftr_ros.ros.node import _ProblemThrottle  # importable without ROS
 
     throttle = _ProblemThrottle(period_s=5.0)
     assert throttle.should_log("Image data is 100 bytes, expected 921600", now=0.0)
@@ -139,7 +139,7 @@ def test_before_any_image_it_warns_waiting_for_images():
 
 
 def test_sequence_restarts_are_counted_by_reason():
-    from coarse_loftr_ros.pairing import RESTART_REASONS
+    from coarse_loftr_ros.ros.pairing import RESTART_REASONS
 
     stats = MatcherStatistics(start_time=0.0)
     stats.record_restart("gap")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coarse_loftr_ros.node_params import (
+from coarse_loftr_ros.ros.node_params import (
     PARAMETERS,
     NodeConfig,
     ParameterError,
@@ -159,7 +159,7 @@ def test_matcher_arguments_per_backend():
 
 def test_matcher_accepts_the_arguments_for_onnxruntime_and_torch():
     """The names we pass exist in the real Matcher and backend signatures."""
-    from coarse_loftr_ros.matcher import Matcher
+    from coarse_loftr_ros.matching.matcher import Matcher
 
     matcher_parameters = inspect.signature(Matcher).parameters
     for name in ("model", "backend", "threshold", "max_matches"):
@@ -266,7 +266,7 @@ def test_readme_parameter_rows_agree_with_the_declarations():
 
 
 def test_node_import_hints_name_the_missing_module_and_both_ways_to_get_it():
-    from coarse_loftr_ros.node import _import_hint  # importable without ROS
+    from coarse_loftr_ros.ros.node import _import_hint  # importable without ROS
 
     rclpy_hint = _import_hint(ImportError("No module named 'rclpy'", name="rclpy"))
     assert "cannot import rclpy" in rclpy_hint and "source /opt/ros" in rclpy_hint

@@ -20,7 +20,7 @@ import pytest
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.errors import OptionError
-from coarse_loftr_ros.options import check_max_matches, check_threshold, check_time_budget
+from coarse_loftr_ros.matching.options import check_max_matches, check_threshold, check_time_budget
 
 from cli_run import assert_one_line_error, run_cli
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.overlay import (
+from coarse_loftr_ros.matching.overlay import (
     CONSISTENT_BGR,
     DEFAULT_MAX_LINES,
     INCONSISTENT_BGR,

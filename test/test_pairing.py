@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coarse_loftr_ros.pairing import (
+from coarse_loftr_ros.ros.pairing import (
     RESTART_REASONS,
     Frame,
     LatestOnlySlot,

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros import cli
-from coarse_loftr_ros.match_array import MATCH_ARRAY_TYPENAME, result_from_match_array
-from coarse_loftr_ros.message_matching import MatchedPair
-from coarse_loftr_ros.replay import (
+from coarse_loftr_ros.ros.match_array import MATCH_ARRAY_TYPENAME, result_from_match_array
+from coarse_loftr_ros.ros.message_matching import MatchedPair
+from coarse_loftr_ros.tools.replay import (
     BagError,
     BagSource,
     OutputBag,
@@ -28,8 +28,8 @@ from coarse_loftr_ros.replay import (
     folder_stamps,
     replay,
 )
-from coarse_loftr_ros.report import CameraInfoError, CameraModel, ReportBuilder, geometric_inliers, opencv_distortion
-from coarse_loftr_ros.result import MatchResult
+from coarse_loftr_ros.tools.report import CameraInfoError, CameraModel, ReportBuilder, geometric_inliers, opencv_distortion
+from coarse_loftr_ros.matching.result import MatchResult
 from hostile_images import png_declaring
 from matching import assert_same_matches
 
@@ -354,7 +354,7 @@ def test_sequence_replay_of_freiburg(tmp_path, exported_model, freiburg, storage
     assert summary.ended == "completed"
     assert (summary.images, summary.pairs, summary.matches_written, summary.overlays_written) == (17, 16, 16, 16)
 
-    from coarse_loftr_ros.matcher import Matcher
+    from coarse_loftr_ros.matching.matcher import Matcher
 
     direct = Matcher(exported_model)
     direct.match_next(frames[0])
@@ -584,7 +584,7 @@ def test_a_refused_frame_in_a_folder_keeps_the_previous_frame(tmp_path, exported
     assert "\n" not in summary.skip_examples[reason]
     out = read_bag(tmp_path / "out")["/matches"]
     assert [(stamp_ns(m.header0), stamp_ns(m.header)) for _, m in out] == [(0, 200_000_000), (200_000_000, 300_000_000)]
-    from coarse_loftr_ros.matcher import Matcher
+    from coarse_loftr_ros.matching.matcher import Matcher
 
     sequence = Matcher(exported_model)  # replay matches a sequence as match_next does
     sequence.match_next(frames[0])
@@ -791,7 +791,7 @@ def test_soak_memory_stays_flat_over_thousands_of_frames(tmp_path, small_model, 
     bag = write_bag(tmp_path / "long", "mcap", bag_messages())
     bag_size = sum(p.stat().st_size for p in bag.iterdir())
 
-    from coarse_loftr_ros.matcher import Matcher
+    from coarse_loftr_ros.matching.matcher import Matcher
 
     matcher = Matcher(small_model)
     matcher.match(grey[0][:120, :160], grey[1][:120, :160])  # warm up ONNX Runtime's memory before the baseline
@@ -823,7 +823,7 @@ def test_replay_modules_import_light_and_the_replay_path_never_loads_torch(tmp_p
     bag = sequence_bag(tmp_path, "mcap", frames[:3], stamps[:3])
     probe = (
         "import sys\n"
-        "import coarse_loftr_ros.replay, coarse_loftr_ros.report, coarse_loftr_ros.commands.replay\n"
+        "import coarse_loftr_ros.tools.replay, coarse_loftr_ros.tools.report, coarse_loftr_ros.commands.replay\n"
         "light = sorted({m.split('.')[0] for m in sys.modules} & {'rosbags', 'tqdm', 'torch', 'onnxruntime'})\n"
         "from coarse_loftr_ros import cli\n"
         f"status = cli.main(['replay', {str(bag)!r}, '-o', {str(tmp_path / 'out')!r}, '--image-topic', '/camera/image_raw',"

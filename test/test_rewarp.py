@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.rewarp import REWARP_DISTORTION, REWARP_MIN_INLIERS, distortion, fit_homography, warp_onto
-from coarse_loftr_ros.rotation_search import map_points
+from coarse_loftr_ros.matching.rewarp import REWARP_DISTORTION, REWARP_MIN_INLIERS, distortion, fit_homography, warp_onto
+from coarse_loftr_ros.matching.rotation_search import map_points
 
 from test_rotation_search import CountingBackend
 
@@ -142,8 +142,8 @@ def test_a_rewarp_that_does_not_pay_ends_the_runs_of_a_far_forward_pair(monkeypa
     """KITTI frames 20 apart (the car 24 m further on): the upright view matches weakly, its
     rewarp gains less than REWARP_MIN_GAIN (measured -4 to -10 % here), and the pair stops at those
     two runs even with a budget of 8; without the rule the search spends all 8 (measured)."""
-    from coarse_loftr_ros import steps
     from coarse_loftr_ros.imageio import read_image
+    from coarse_loftr_ros.matching import steps
     from shared_data import SHARED, require
 
     files = sorted(require(SHARED / "data" / "kitti_seq_dev" / "images").iterdir())

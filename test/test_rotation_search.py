@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from coarse_loftr_ros import Matcher
-from coarse_loftr_ros.rotation_search import SEARCH_SCALES, predict_rotation, map_points, match_score, rotate_image
+from coarse_loftr_ros.matching.rotation_search import SEARCH_SCALES, predict_rotation, map_points, match_score, rotate_image
 
 
 class CountingBackend:

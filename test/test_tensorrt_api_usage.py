@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "coarse_loftr_ros" / "backends" / "tensorrt_backend.py"
-BUILDER = REPO / "coarse_loftr_ros" / "tensorrt_engine.py"
+BUILDER = REPO / "coarse_loftr_ros" / "backends" / "tensorrt_engine.py"
 COMMAND = REPO / "coarse_loftr_ros" / "commands" / "build_engine.py"
 TENSORRT_FILES = (RUNTIME, BUILDER, COMMAND)
 
@@ -121,7 +121,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 def test_engine_module_and_backend_do_not_import_each_other() -> None:
     # One direction only: the backend uses the engine module, which owns TensorRT, CUDA and device identity.
-    assert "coarse_loftr_ros.tensorrt_engine" in _imported_modules(RUNTIME)
+    assert "coarse_loftr_ros.backends.tensorrt_engine" in _imported_modules(RUNTIME)
     assert not any(name.startswith("coarse_loftr_ros.backends") for name in _imported_modules(BUILDER)), _imported_modules(BUILDER)
     runtime_source = RUNTIME.read_text()
     for owned in ("import tensorrt", "import pycuda", "cuda.bindings", "from cuda import"):
@@ -154,7 +154,7 @@ def test_no_heavy_import_at_module_level(path: Path) -> None:
 def test_importing_the_tensorrt_modules_loads_no_heavy_library() -> None:
     code = (
         "import sys\n"
-        "import coarse_loftr_ros.backends.tensorrt_backend, coarse_loftr_ros.tensorrt_engine\n"
+        "import coarse_loftr_ros.backends.tensorrt_backend, coarse_loftr_ros.backends.tensorrt_engine\n"
         "import coarse_loftr_ros.commands.build_engine\n"
         f"print(sorted(m for m in {sorted(HEAVY_MODULES)!r} if m in sys.modules))\n"
     )

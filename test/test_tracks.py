@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from shared_data import SHARED, require
-from coarse_loftr_ros.pairing import Frame, SequencePairer
-from coarse_loftr_ros.tracks import CellTracker, track_statistics
+from coarse_loftr_ros.ros.pairing import Frame, SequencePairer
+from coarse_loftr_ros.matching.tracks import CellTracker, track_statistics
 
 KITTI_IMAGES = SHARED / "data" / "kitti_seq_dev" / "images"
 

@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelError
-from ..extraction import extract_matches
 from ..preprocess import DEFAULT_INPUT_SIZE, check_input_size
 from .base import METADATA_PREFIX, OUTPUT_NAMES, RawMatches, parse_size
+from .extraction import extract_matches
 
 # Threshold applied to models that output a full confidence matrix (the released
 # reference ONNX), as in the reference pipeline.

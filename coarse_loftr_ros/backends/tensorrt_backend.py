@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..tensorrt_engine import (  # the engine module owns the TensorRT/CUDA imports and device identity
+from .tensorrt_engine import (  # the engine module owns the TensorRT/CUDA imports and device identity
     DEFAULT_WORKSPACE_MB,
     BuildOptions,
     EngineCacheKey,

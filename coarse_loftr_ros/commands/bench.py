@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..options import positive_int_arg, time_budget_arg
+from ..matching.options import positive_int_arg, time_budget_arg
 
 SHARED_ENV = "COARSE_LOFTR_SHARED"
 """Environment variable: the folder that holds ``data/freiburg_sequence`` and ``weights/`` (``../shared``)."""
@@ -64,9 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..bench import format_table, frame_files, load_frames, peak_rss_of_match, run_benchmark
     from ..errors import ImageError, ModelError
-    from ..options import check_output_file, write_atomically
+    from ..matching.options import check_output_file, write_atomically
+    from ..tools.bench import format_table, frame_files, load_frames, peak_rss_of_match, run_benchmark
 
     check_output_file(args.json, "--json")
     folder = args.frames or find_shared(FRAMES)

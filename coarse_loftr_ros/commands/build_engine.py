@@ -15,7 +15,7 @@ def _positive_int(text: str) -> int:
 
 def _size(text: str) -> tuple[int, int]:
     """argparse ``type=`` for WxH sizes in pixels."""
-    from ..options import input_size_arg
+    from ..matching.options import input_size_arg
 
     value = input_size_arg(text)
     if value == "auto":
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
 
+    from ..backends.tensorrt_engine import BuildOptions, list_images, load_onnx_graph
     from ..errors import BackendUnavailableError, CoarseLoftrError
-    from ..tensorrt_engine import BuildOptions, list_images, load_onnx_graph
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise CoarseLoftrError("give both --min-size and --max-size, or neither")
     if args.min_size is not None and args.width is None:
         raise CoarseLoftrError("a --min-size/--max-size profile needs --width and --height: the size it is tuned for")
-    from ..options import check_output_file
+    from ..matching.options import check_output_file
 
     check_output_file(args.output, "--output", (".engine", ".plan"))  # the suffixes Matcher(model=...) loads
     if args.output.resolve() == args.onnx.resolve():
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if not available:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {reason}")
 
-    from ..tensorrt_engine import build_engine_file, sequence_graph_files
+    from ..backends.tensorrt_engine import build_engine_file, sequence_graph_files
 
     description = build_engine_file(args.onnx, args.output, options, verbose=args.verbose)
     size = "x".join(str(v) for v in description["input_size"] or ()) or "no image"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_matching_arguments, positive_float_arg, positive_int_arg
+from ..matching.options import add_matching_arguments, positive_float_arg, positive_int_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         from coarse_loftr_train import evaluation
     except ImportError as error:
         raise BackendUnavailableError.from_import("eval", error, "`pip install torch==2.13.0` and `pip install .[train]`") from None
-    from ..options import check_output_file, write_atomically
+    from ..matching.options import check_output_file, write_atomically
 
     check_output_file(args.json, "--json")
     if args.make_homographies is not None:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 def make_matcher(args: argparse.Namespace, model: str):
     """The ``Matcher`` of one ``--model`` value with the command's matching options."""
-    from ..matcher import Matcher
+    from ..matching.matcher import Matcher
 
     return Matcher(
         model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import positive_int_arg, threshold_arg
+from ..matching.options import positive_int_arg, threshold_arg
 
 
 def _non_negative_int(text: str) -> int:
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import BackendUnavailableError, ModelError
-    from ..options import check_output_file
+    from ..matching.options import check_output_file
 
     check_output_file(args.output, "--output", (".onnx",))
 

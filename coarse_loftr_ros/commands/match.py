@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg
+from ..matching.options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import OutputPathError
     from ..imageio import read_image
-    from ..matcher import Matcher
-    from ..options import check_output_file, write_atomically, write_image_atomically
-    from ..overlay import DEFAULT_MAX_LINES, draw_matches
+    from ..matching.matcher import Matcher
+    from ..matching.options import check_output_file, write_atomically, write_image_atomically
+    from ..matching.overlay import DEFAULT_MAX_LINES, draw_matches
 
     # Output paths are checked before any work, and written whole or not at all.
     check_output_file(args.json, "--json")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_matching_arguments, max_matches_arg, non_negative_float_arg, positive_float_arg
+from ..matching.options import add_matching_arguments, max_matches_arg, non_negative_float_arg, positive_float_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..node_params import PARAMETERS
+    from ..ros.node_params import PARAMETERS
 
     node = {spec.name: spec.default for spec in PARAMETERS}
     parser = subparsers.add_parser(
@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..replay import ReplayConfig, replay
+    from ..tools.replay import ReplayConfig, replay
 
     config = ReplayConfig(
         source=args.source,

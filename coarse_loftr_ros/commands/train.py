@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -49,4 +50,10 @@ def run(args: argparse.Namespace) -> int:
         train(settings, resume=args.resume)
     except (FileNotFoundError, ValueError) as error:
         raise CoarseLoftrError(str(error).splitlines()[0]) from None
+    except KeyboardInterrupt:
+        # Checkpoints are written at the end of each epoch: the unfinished one is lost.
+        last = Path(settings["output"]) / "checkpoints" / "last.pt"
+        kept = f"{last} keeps the last finished epoch; continue with --resume" if last.is_file() else "no epoch finished, nothing kept"
+        print(f"coarse-loftr train: interrupted; {kept}", file=sys.stderr)
+        raise
     return 0

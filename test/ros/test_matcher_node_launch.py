@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from coarse_loftr_ros.image_conversion import numpy_to_image_fields  # noqa: E402
+from coarse_loftr_ros.ros.image_conversion import numpy_to_image_fields  # noqa: E402
 from coarse_loftr_ros.msg import MatchArray  # noqa: E402
 
 TIMEOUT_S = 60.0

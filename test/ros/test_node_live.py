@@ -661,7 +661,7 @@ def test_camera_info_rides_with_the_matches_and_gives_an_essential_matrix(live, 
     carries the published K, and the essential matrix comes from that one message alone."""
     import cv2
 
-    from coarse_loftr_ros.camera_info import load_cameras
+    from coarse_loftr_ros.ros.camera_info import load_cameras
 
     files = sorted((KITTI / "images").glob("*.png"))[:4]
     if not files or not (KITTI / "cameras.json").is_file():
@@ -701,7 +701,7 @@ def test_a_camera_info_of_another_size_gives_a_zero_one_logged_and_counted(live,
     """640x480 images with a CameraInfo for 1226x370: published with a zero CameraInfo, never the wrong one."""
     from sensor_msgs.msg import CameraInfo
 
-    from coarse_loftr_ros.camera_info import PinholeCamera, camera_info_fields
+    from coarse_loftr_ros.ros.camera_info import PinholeCamera, camera_info_fields
 
     node, driver = live("-p", "mode:=sequence", "-p", "qos_reliability:=reliable", "-p", "use_camera_info:=true")
     publisher, info_publisher = driver.publisher(Image, "/image"), driver.publisher(CameraInfo, "/camera_info")

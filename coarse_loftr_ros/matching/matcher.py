@@ -17,12 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import create_backend
-from .backends.base import Backend, RawMatches, set_input_size, takes_any_size
-from .errors import ImageError
+from ..backends import create_backend
+from ..backends.base import Backend, RawMatches, set_input_size, takes_any_size
+from ..errors import ImageError
+from ..preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_threshold, check_time_budget
-from .preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of

@@ -40,8 +40,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .backends.base import RawMatches
-from .preprocess import Letterbox
+from ..backends.base import RawMatches
+from ..preprocess import Letterbox
 from .rewarp import REWARP_DISTORTION, REWARP_MATCH_SCORE, REWARP_RANSAC_CELLS, distortion, fit_homography, warp_onto
 from .rotation_search import SEARCH_ANGLES, SEARCH_SCALES, WEAK_MATCH_SCORE, predict_rotation, rotate_image
 

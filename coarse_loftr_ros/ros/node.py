@@ -69,15 +69,15 @@ except ImportError as _error:  # not a ROS 2 environment (or the package is not 
 else:
     ROS_IMPORT_ERROR = None
 
+from ..errors import CoarseLoftrError
+from ..stop_request import stop_on_signals
 from .camera_info import size_matches
-from .errors import CoarseLoftrError
 from .image_conversion import numpy_to_image_fields
 from .match_array import match_array_fields
 from .message_matching import MatchedPair, MessageMatcher
 from .node_diagnostics import MatcherStatistics
 from .node_params import PARAMETERS, NodeConfig, ParameterError, ParameterSpec, matcher_arguments, validate_parameters
 from .pairing import Frame, LatestOnlySlot, StereoPairer, stamp_to_ns
-from .stop_request import stop_on_signals
 
 NODE_NAME = "matcher"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -154,7 +154,7 @@ class MatcherNode(Node):
         self._behind = False  # a waiting pair was replaced since the worker last took one
         self._bad_message_log = _ProblemThrottle(_BAD_MESSAGE_LOG_PERIOD_S)
 
-        from .matcher import Matcher  # onnxruntime / torch / TensorRT load here
+        from ..matching.matcher import Matcher  # onnxruntime / torch / TensorRT load here
 
         arguments = matcher_arguments(self.config)
         try:
@@ -385,7 +385,7 @@ class MatcherNode(Node):
         self._statistics.record_processed(latency_ms, len(matched.result), matched.result.model_runs)
         config = self.config
         if config.publish_overlay and self._overlay_publisher.get_subscription_count() > 0:
-            from .overlay import draw_matches
+            from ..matching.overlay import draw_matches
 
             picture = draw_matches(matched.image0, matched.image1, matched.result, max_lines=config.overlay_max_lines)
             self._overlay_publisher.publish(Image(**numpy_to_image_fields(picture, matched.header1)))

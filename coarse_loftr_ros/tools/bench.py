@@ -20,10 +20,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .errors import ImageError
-from .imageio import read_image
-from .matcher import STEP_TIMINGS, Matcher
-from .result import MatchResult
+from ..errors import ImageError
+from ..imageio import read_image
+from ..matching.matcher import STEP_TIMINGS, Matcher
+from ..matching.result import MatchResult
 
 MODEL_ALONE = {"lk_refinement": False, "rotation_search": False, "rewarp": False}
 """Matcher options of the model-alone rows: no step after the model."""
@@ -89,7 +89,7 @@ class ReferencePipeline:
     """The released ONNX model (full confidence matrix out) + threshold 0.01 in numpy."""
 
     def __init__(self, model: Path, threshold: float = 0.01) -> None:
-        from .backends.onnxruntime_backend import open_session
+        from ..backends.onnxruntime_backend import open_session
 
         self.session = open_session(Path(model))
         self.names = [i.name for i in self.session.get_inputs()]

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .errors import OptionError, OutputPathError
+from ..errors import OptionError, OutputPathError
 
 IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

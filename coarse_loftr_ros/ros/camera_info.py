@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CoarseLoftrError
+from ..errors import CoarseLoftrError
 
 _DISTORTION_MODELS = {0: "plumb_bob", 5: "plumb_bob", 8: "rational_polynomial"}
 _REQUIRED = ("fx", "fy", "cx", "cy", "width", "height")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.base import RawMatches
+from .base import RawMatches
 
 
 def cell_coordinates(grid: tuple[int, int], stride: int) -> np.ndarray:

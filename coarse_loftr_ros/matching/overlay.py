@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .preprocess import to_8bit
+from ..preprocess import to_8bit
 from .result import MatchResult
 
 DEFAULT_MAX_LINES = 200

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ImageError, ModelError
+from ..errors import BackendUnavailableError, ImageError, ModelError
 
 LOG = logging.getLogger(__name__)
 
@@ -688,8 +688,8 @@ class CalibrationImages:
 
     def batches(self) -> Iterator[np.ndarray]:
         """Yield one preprocessed float32 [1, 1, H, W] array per readable image."""
-        from .imageio import read_image
-        from .preprocess import to_model_input
+        from ..imageio import read_image
+        from ..preprocess import to_model_input
 
         produced = 0
         for path in self.files:

@@ -36,8 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import CoarseLoftrError
-from .result import MatchResult
+from ..errors import CoarseLoftrError
+from ..matching.result import MatchResult
 
 MATCH_ARRAY_TYPENAME = "coarse_loftr_ros/msg/MatchArray"
 _PACKAGE = "coarse_loftr_ros"

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
+from ..imageio import DEFAULT_MAX_PIXELS
+from ..matching.result import MatchResult
 from .image_conversion import message_to_numpy
-from .imageio import DEFAULT_MAX_PIXELS
 from .pairing import Frame, SequencePairer, StreamKey, stamp_to_ns
-from .result import MatchResult
 
 
 @dataclass(frozen=True)

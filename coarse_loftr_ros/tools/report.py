@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import CoarseLoftrError
+from ..errors import CoarseLoftrError
 
 MIN_MATCHES_FOR_GEOMETRY = 8
 THUMBNAIL_WIDTH = 960
@@ -345,7 +345,7 @@ class ReportBuilder:
 
     def _add_thumbnail(self, index: int, matched: Any, ratio: float, picture: np.ndarray | None, note: str) -> None:
         if picture is None:
-            from .overlay import draw_matches
+            from ..matching.overlay import draw_matches
 
             picture = draw_matches(matched.image0, matched.image1, matched.result, max_lines=self.overlay_max_lines)
         caption = f"pair {index}{note} | t = {_stamp_s(matched.header1):.3f} s | {len(matched.result)} matches"

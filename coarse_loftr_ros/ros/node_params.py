@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CoarseLoftrError
+from ..errors import CoarseLoftrError
 
 Value = bool | int | float | str
 

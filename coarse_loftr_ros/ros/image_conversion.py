@@ -36,8 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ImageError
-from .imageio import DEFAULT_MAX_PIXELS, check_pixels, decode_image
+from ..errors import ImageError
+from ..imageio import DEFAULT_MAX_PIXELS, check_pixels, decode_image
 
 # encoding -> (numpy dtype, channels in the message, conversion to BGR or None)
 # 8UC3 / 8UC4 / 16UC3 are read as BGR / BGRA like cv_bridge does.

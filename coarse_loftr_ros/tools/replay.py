@@ -45,16 +45,16 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from .errors import CoarseLoftrError, ImageError
-from .image_conversion import SUPPORTED_ENCODINGS, numpy_to_image_fields
-from .imageio import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels
-from .match_array import MATCH_ARRAY_TYPENAME, match_array_typestore, rosbags_match_array
-from .message_matching import MatchedPair, MessageMatcher
-from .node_params import PARAMETERS
-from .options import check_max_matches, check_threshold
-from .overlay import draw_matches
-from .pairing import Frame, StereoPairer, stamp_to_ns
-from .preprocess import ImageSizeError, to_8bit
+from ..errors import CoarseLoftrError, ImageError
+from ..imageio import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels
+from ..matching.options import check_max_matches, check_threshold
+from ..matching.overlay import draw_matches
+from ..preprocess import ImageSizeError, to_8bit
+from ..ros.image_conversion import SUPPORTED_ENCODINGS, numpy_to_image_fields
+from ..ros.match_array import MATCH_ARRAY_TYPENAME, match_array_typestore, rosbags_match_array
+from ..ros.message_matching import MatchedPair, MessageMatcher
+from ..ros.node_params import PARAMETERS
+from ..ros.pairing import Frame, StereoPairer, stamp_to_ns
 
 NODE_DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
 
@@ -462,7 +462,7 @@ class FolderSource:
         self.camera_info_topics: list[str | None] = [None]
 
     def __iter__(self) -> Iterator[SourceMessage]:
-        from .imageio import read_image
+        from ..imageio import read_image
 
         for stamp_ns, file in self.files:
             try:
@@ -660,7 +660,7 @@ def _skip_reason(messages: tuple[Any, ...], error: ImageError) -> str:
 
 
 def _create_matcher(config: ReplayConfig) -> Any:
-    from .matcher import Matcher
+    from ..matching.matcher import Matcher
 
     return Matcher(
         model=config.model,
