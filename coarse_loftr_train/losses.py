@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 
 
+UNKNOWN = -2  # ``cells1`` of a cell whose match nobody knows (sparse labels)
+
+
 def log_dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
     """log of the dual-softmax confidence, ``log softmax_rows + log softmax_columns``, float32."""
     similarity = similarity.float()
@@ -41,12 +44,13 @@ def coarse_loss(
     gamma: float = 2.0,
     negative_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Focal loss on the dual-softmax confidence at ground truth ``cells1`` ``[B, L0]`` (-1: none).
+    """Focal loss on the dual-softmax confidence at ground truth ``cells1`` ``[B, L0]``.
 
-    Positive term: ``-alpha (1 - p)^gamma log p`` averaged over the ground-truth matches;
-    negative term: ``-alpha p^gamma log(1 - p)`` averaged over all other entries, times
-    ``negative_weight``. A batch without any ground-truth match contributes only its
-    negative term.
+    ``cells1``: the matching cell of image 1, -1 for "no match", -2 for "unknown" (sparse
+    teacher labels: ``coarse_loftr_train.label_pairs``). Positive term: ``-alpha (1 - p)^gamma
+    log p`` averaged over the ground-truth matches; negative term: ``-alpha p^gamma log(1 - p)``
+    averaged over all other entries of the rows that are not unknown, times ``negative_weight``.
+    A batch without any ground-truth match contributes only its negative term.
     """
     log_p = log_dual_softmax(similarity)
     p = log_p.exp()
@@ -55,8 +59,8 @@ def coarse_loss(
     if positives.any():
         lp = log_p[positives]
         loss = loss + (-alpha * (1 - lp.exp()).pow(gamma) * lp).mean()
-    if negative_weight > 0:
-        negatives = ~positives
+    negatives = ~positives & (cells1 != UNKNOWN)[:, :, None]
+    if negative_weight > 0 and negatives.any():
         pn = p[negatives].clamp(max=1 - 1e-6)
         loss = loss + negative_weight * (-alpha * pn.pow(gamma) * torch.log1p(-pn)).mean()
     return loss
@@ -128,6 +132,7 @@ def match_metrics(
     ``confidence_teacher_mae``: mean ``|P_student - P_teacher|`` over the whole matrix.
     """
     matched, column = mutual_nearest_matches(confidence.float(), threshold)
+    matched = matched & (cells1 != UNKNOWN)  # a match from an unlabelled cell is neither right nor wrong
     has_gt = cells1 >= 0
     correct = matched & has_gt & (column == cells1)
     num_matched = int(matched.sum())

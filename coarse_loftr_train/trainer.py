@@ -43,6 +43,7 @@ from .datasets import (
     split_images,
 )
 from .forward_motion import ForwardMotionPairs, ForwardMotionSampling
+from .label_pairs import MixedPairs, TeacherLabelPairs
 from .losses import LossWeights, coarse_loss, distillation_loss, log_dual_softmax, match_metrics, refinement_loss
 from .model import CoarseLoFTR
 
@@ -80,6 +81,13 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],
         "blendedmvs_root": None,
         "depth_tolerance": 0.05,
+        # Cached teacher labels of real footage (`coarse-loftr label`), mixed into kind homography:
+        # folders of label files, the share of pairs drawn from them, the crop of each view
+        # (side relative to the largest crop of the model's aspect ratio) and path parts to leave out.
+        "labels": [],
+        "labels_share": 0.5,
+        "labels_crop_scale": [0.6, 1.0],
+        "labels_exclude": [],
         # kind homography: a share of forward-motion pairs (forward_motion.ForwardMotionSampling)
         "forward_motion": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(ForwardMotionSampling()).items()},
     },
@@ -101,7 +109,8 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,
         "threads": 0,  # torch CPU threads per process; 0 keeps torch's default
         "log_every": 10,  # optimizer steps
-        "progress": True,
+        "progress": True,  # a progress bar per epoch (shown on a terminal, not written into logs)
+        "max_steps": 0,  # stop after this many optimizer steps in all (0: no limit); that epoch counts as finished
     },
     "validation": {
         "pairs": 100,
@@ -261,6 +270,13 @@ def build_datasets(settings: dict, stride: int) -> tuple[torch.utils.data.Datase
             train = ForwardMotionPairs(train_files, size, stride, d["pairs_per_epoch"], **common, forward_motion=forward_motion)
         else:
             train = HomographyPairs(train_files, size, stride, d["pairs_per_epoch"], **common)
+        if d["labels"] and d["labels_share"] > 0:
+            labelled = TeacherLabelPairs(
+                d["labels"], size, stride, d["pairs_per_epoch"], seed=settings["seed"], crop_scale=tuple(d["labels_crop_scale"]),
+                photometric=photometric, exclude=d["labels_exclude"],
+            )
+            share = float(d["labels_share"])
+            train = MixedPairs([train, labelled], [1.0 - share, share], d["pairs_per_epoch"], seed=settings["seed"]) if share < 1 else labelled
     elif d["kind"] == "blendedmvs":
         if not d["blendedmvs_root"]:
             raise ValueError("data.kind=blendedmvs needs data.blendedmvs_root")
@@ -470,7 +486,10 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         (output / "settings.json").write_text(json.dumps(settings, indent=2))
 
     grid = (config.input_width // config.coarse_stride, config.input_height // config.coarse_stride)
+    max_steps = int(tr["max_steps"] or 0)
     for epoch in range(start_epoch, tr["epochs"]):
+        if max_steps and step >= max_steps:
+            break
         train_set.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -481,12 +500,12 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
         if is_main and tr["progress"]:
             from tqdm import tqdm
 
-            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False)
+            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False, disable=None)
         sums: dict[str, float] = {}
         count = 0
         optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(loader):
-            if index >= steps_per_epoch * accumulate:
+            if index >= steps_per_epoch * accumulate or (max_steps and step >= max_steps):
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             last_micro = (index + 1) % accumulate == 0
@@ -505,7 +524,8 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
                     if weights.distillation > 0:
                         terms["distillation"] = distillation_loss(similarity, teacher_similarity, weights.temperature)
                 if offsets is not None and weights.refinement > 0:
-                    terms["refinement"] = refinement_loss(offsets, batch["offsets1"], batch["cells1"] >= 0, config.fine_stride)
+                    refine = batch["refine"] if "refine" in batch else batch["cells1"] >= 0
+                    terms["refinement"] = refinement_loss(offsets, batch["offsets1"], refine & (batch["cells1"] >= 0), config.fine_stride)
                 loss = sum(getattr(weights, name) * value for name, value in terms.items())
                 scaler.scale(loss / accumulate).backward()
             with torch.no_grad():

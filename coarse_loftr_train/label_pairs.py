@@ -1,0 +1,194 @@
+"""Training pairs from cached teacher labels (``coarse_loftr_train.labels``).
+
+Each sample is a labelled pair of real images, both cropped to the model's aspect ratio and
+resized to the model input: image 0 and image 1 get crops of their own size and place, so the
+scale between the two views changes by up to ``1 / crop_scale[0]`` beyond the footage's own
+(forward motion at keyframe distance grows the scene 1.3-2x; the crops add both ways).
+
+Targets (the layout of ``coarse_loftr_train.datasets``): the coarse cell of image 0 nearest
+to a teacher keypoint lands where its partner lies, shifted back by the keypoint's offset
+from the cell centre (locally a translation); that landing point gives the cell of image 1
+and the sub-pixel ``offsets1``. A cell keeps the teacher match closest to its centre, and a
+cell of image 1 claimed twice keeps the closer claim. Cells without a teacher match are **unknown** (``cells1 == UNKNOWN``), not "no match":
+the coarse loss leaves their rows out of its negative term. ``refine`` marks the matches
+whose keypoint lies within ``refine_radius`` pixels of its cell centre: a farther shift
+would carry the local scale change into the sub-pixel target.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .datasets import PhotometricAugmentation, make_sample
+from .labels import label_files, read_labels
+from .losses import UNKNOWN
+
+
+def crop_box(size: tuple[int, int], aspect: float, fraction: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random crop ``(x0, y0, width, height)`` of aspect ``aspect`` covering ``fraction`` of the largest that fits."""
+    width, height = size
+    crop_w = max(16, int(round(min(width, height * aspect) * fraction)))
+    crop_h = max(16, min(height, int(round(crop_w / aspect))))
+    x0 = int(rng.integers(0, width - crop_w + 1))
+    y0 = int(rng.integers(0, height - crop_h + 1))
+    return x0, y0, crop_w, crop_h
+
+
+def crop_and_resize(image: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The crop resized to ``size`` and the map (scale x, scale y, shift x, shift y) of pixel coordinates into it."""
+    x0, y0, w, h = box
+    crop = image[y0 : y0 + h, x0 : x0 + w]
+    interpolation = cv2.INTER_AREA if w > size[0] else cv2.INTER_LINEAR
+    resized = cv2.resize(crop, size, interpolation=interpolation)
+    sx, sy = size[0] / w, size[1] / h
+    # x' = (x - x0 + 0.5) * sx - 0.5: pixel centres at integer coordinates on both sides
+    return resized, np.array([sx, sy, (0.5 - x0) * sx - 0.5, (0.5 - y0) * sy - 0.5])
+
+
+def map_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    return points * transform[:2] + transform[2:]
+
+
+def sparse_targets(
+    points0: np.ndarray, points1: np.ndarray, size: tuple[int, int], stride: int, refine_radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cells1`` (``UNKNOWN`` where no teacher match), ``offsets1`` and ``refine`` from sparse matches in model-input pixels."""
+    columns, rows = size[0] // stride, size[1] // stride
+    cells1 = np.full(columns * rows, UNKNOWN, np.int64)
+    offsets1 = np.zeros((columns * rows, 2), np.float32)
+    refine = np.zeros(columns * rows, bool)
+    c0 = np.rint(points0 / stride).astype(np.int64)
+    shift = points0 - c0 * stride  # the keypoint's offset from its cell centre
+    landing = points1 - shift  # where the cell centre lands in image 1 (locally a translation)
+    c1 = np.rint(landing / stride).astype(np.int64)
+    inside = (c0[:, 0] >= 0) & (c0[:, 0] < columns) & (c0[:, 1] >= 0) & (c0[:, 1] < rows)
+    inside &= (c1[:, 0] >= 0) & (c1[:, 0] < columns) & (c1[:, 1] >= 0) & (c1[:, 1] < rows)
+    if not inside.any():
+        return cells1, offsets1, refine
+    shift, landing, c0, c1 = shift[inside], landing[inside], c0[inside], c1[inside]
+    distance = np.linalg.norm(shift, axis=1)
+    index0 = c0[:, 1] * columns + c0[:, 0]
+    index1 = c1[:, 1] * columns + c1[:, 0]
+    order = np.argsort(distance, kind="stable")  # closest claims first
+    _, first0 = np.unique(index0[order], return_index=True)
+    by_cell1: dict[int, int] = {}  # cell of image 1 -> the closest claim
+    for i in order[first0]:
+        j = int(index1[i])
+        if j not in by_cell1 or distance[i] < distance[by_cell1[j]]:
+            by_cell1[j] = int(i)
+    keep = np.array(sorted(by_cell1.values()), np.int64)
+    cells1[index0[keep]] = index1[keep]
+    offsets1[index0[keep]] = landing[keep] - c1[keep] * stride
+    refine[index0[keep]] = distance[keep] <= refine_radius
+    return cells1, offsets1, refine
+
+
+class TeacherLabelPairs(Dataset):
+    """Pairs of real images with the teacher's verified matches as targets.
+
+    ``len(dataset)`` is ``pairs_per_epoch``; pair ``index`` of epoch ``epoch`` is drawn from
+    ``seed``, ``epoch`` and ``index`` only. ``set_epoch`` also rescans the label folders, so a
+    run started while the labeller still works trains on the labels written since.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[str | Path],
+        size: tuple[int, int],
+        stride: int,
+        pairs_per_epoch: int,
+        seed: int = 0,
+        crop_scale: tuple[float, float] = (0.6, 1.0),
+        min_matches: int = 50,
+        refine_radius: float = 3.0,
+        photometric: PhotometricAugmentation | None = PhotometricAugmentation(),
+        exclude: Sequence[str] = (),
+    ) -> None:
+        self.folders = [Path(f) for f in folders]
+        self.size, self.stride, self.pairs_per_epoch, self.seed = size, stride, pairs_per_epoch, seed
+        self.crop_scale, self.min_matches, self.refine_radius = crop_scale, min_matches, refine_radius
+        self.photometric = photometric
+        self.exclude = tuple(exclude)
+        self.epoch = 0
+        self.files: list[Path] = []
+        self._usable: dict[Path, bool] = {}  # label file -> kept with min_matches (read once)
+        self.scan()
+
+    def scan(self) -> None:
+        """Index the kept pairs with at least ``min_matches`` matches (files read once per run)."""
+        for path in label_files(self.folders):
+            if path not in self._usable and not any(part in str(path) for part in self.exclude):
+                labels = read_labels(path)
+                self._usable[path] = labels is not None and len(labels.keypoints0) >= self.min_matches
+        self.files = sorted(path for path, usable in self._usable.items() if usable)
+        if not self.files:
+            raise ValueError(f"no kept teacher labels under {', '.join(map(str, self.folders))}; run `coarse-loftr label` first")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.scan()
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        labels = read_labels(self.files[int(rng.integers(len(self.files)))])
+        images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in (labels.image0, labels.image1)]
+        for image, path in zip(images, (labels.image0, labels.image1)):
+            if image is None:
+                raise ValueError(f"cannot read {path}, named by a label file; relabel or restore the image")
+        points = [labels.keypoints0.astype(np.float64), labels.keypoints1.astype(np.float64)]
+        if rng.random() < 0.5:  # backward motion as often as forward
+            images, points = images[::-1], points[::-1]
+        aspect = self.size[0] / self.size[1]
+        outputs = []
+        for image, pts in zip(images, points):
+            box = crop_box((image.shape[1], image.shape[0]), aspect, rng.uniform(*self.crop_scale), rng)
+            resized, transform = crop_and_resize(image, box, self.size)
+            if self.photometric is not None:
+                resized = self.photometric(resized, rng)
+            outputs.append((resized, map_points(pts, transform)))
+        (image0, points0), (image1, points1) = outputs
+        cells1, offsets1, refine = sparse_targets(points0, points1, self.size, self.stride, self.refine_radius)
+        sample = make_sample(image0, image1, cells1, offsets1)
+        sample["refine"] = torch.from_numpy(refine)
+        return sample
+
+
+class MixedPairs(Dataset):
+    """Each pair drawn from one of several datasets with set probabilities (seeded per epoch and index)."""
+
+    def __init__(self, datasets: Sequence[Dataset], probabilities: Sequence[float], pairs_per_epoch: int, seed: int = 0) -> None:
+        if len(datasets) != len(probabilities) or not datasets:
+            raise ValueError("MixedPairs needs one probability per dataset")
+        total = float(sum(probabilities))
+        if total <= 0 or any(p < 0 for p in probabilities):
+            raise ValueError(f"mixing probabilities {list(probabilities)} must be non-negative with a positive sum")
+        self.datasets = list(datasets)
+        self.cumulative = np.cumsum(np.asarray(probabilities, np.float64) / total)
+        self.pairs_per_epoch, self.seed, self.epoch = pairs_per_epoch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for dataset in self.datasets:
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index, 7])
+        choice = int(np.searchsorted(self.cumulative, rng.random(), side="right"))
+        dataset = self.datasets[min(choice, len(self.datasets) - 1)]
+        sample = dataset[index % len(dataset)]
+        if "refine" not in sample:
+            sample["refine"] = sample["cells1"] >= 0
+        return sample
