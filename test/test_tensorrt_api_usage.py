@@ -19,8 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "coarse_loftr_ros" / "backends" / "tensorrt_backend.py"
 BUILDER = REPO / "coarse_loftr_ros" / "backends" / "tensorrt_engine.py"
+PLAN = REPO / "coarse_loftr_ros" / "backends" / "tensorrt_plan.py"
 COMMAND = REPO / "coarse_loftr_ros" / "commands" / "build_engine.py"
-TENSORRT_FILES = (RUNTIME, BUILDER, COMMAND)
+TENSORRT_FILES = (RUNTIME, BUILDER, PLAN, COMMAND)
 
 # Python APIs of TensorRT 8.x removed in TensorRT 10 (or, for execute_v2, the bindings-array
 # execution kept in 10 that a name-based code path has no use for).
@@ -120,12 +121,17 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_engine_module_and_backend_do_not_import_each_other() -> None:
-    # One direction only: the backend uses the engine module, which owns TensorRT, CUDA and device identity.
+    # One direction only: the backend uses the engine module, which owns TensorRT, CUDA and device
+    # identity, and the plan module (no TensorRT), which the engine module uses in turn.
     assert "coarse_loftr_ros.backends.tensorrt_engine" in _imported_modules(RUNTIME)
-    assert not any(name.startswith("coarse_loftr_ros.backends") for name in _imported_modules(BUILDER)), _imported_modules(BUILDER)
-    runtime_source = RUNTIME.read_text()
-    for owned in ("import tensorrt", "import pycuda", "cuda.bindings", "from cuda import"):
-        assert owned not in runtime_source, owned
+    assert "coarse_loftr_ros.backends.tensorrt_plan" in _imported_modules(BUILDER)
+    assert "coarse_loftr_ros.backends.tensorrt_backend" not in _imported_modules(BUILDER), _imported_modules(BUILDER)
+    plan_imports = _imported_modules(PLAN)
+    assert not {"coarse_loftr_ros.backends.tensorrt_backend", "coarse_loftr_ros.backends.tensorrt_engine"} & plan_imports, plan_imports
+    for path in (RUNTIME, PLAN):
+        source = path.read_text()
+        for owned in ("import tensorrt", "import pycuda", "cuda.bindings", "from cuda import"):
+            assert owned not in source, (path.name, owned)
 
 
 def test_builder_uses_the_calls_tensorrt_8_5_to_10_share() -> None:
@@ -155,6 +161,7 @@ def test_importing_the_tensorrt_modules_loads_no_heavy_library() -> None:
     code = (
         "import sys\n"
         "import coarse_loftr_ros.backends.tensorrt_backend, coarse_loftr_ros.backends.tensorrt_engine\n"
+        "import coarse_loftr_ros.backends.tensorrt_plan\n"
         "import coarse_loftr_ros.commands.build_engine\n"
         f"print(sorted(m for m in {sorted(HEAVY_MODULES)!r} if m in sys.modules))\n"
     )

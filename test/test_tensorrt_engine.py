@@ -24,7 +24,7 @@ from coarse_loftr_ros.cli import main
 from coarse_loftr_ros.errors import BackendUnavailableError, ImageError, ModelError
 from coarse_loftr_ros.imageio import read_image
 from coarse_loftr_ros.preprocess import to_model_input
-from coarse_loftr_ros.backends.tensorrt_engine import (
+from coarse_loftr_ros.backends.tensorrt_plan import (
     CACHE_DIR_ENV,
     CalibrationImages,
     EngineCacheKey,
@@ -157,7 +157,7 @@ def test_cache_key_is_stable_across_instances_and_processes() -> None:
     assert same.digest() == BASE_KEY.digest()
     # A fresh interpreter with another hash seed must compute the same key (no hash(), no dict order).
     code = (
-        "from coarse_loftr_ros.backends.tensorrt_engine import EngineCacheKey;"
+        "from coarse_loftr_ros.backends.tensorrt_plan import EngineCacheKey;"
         "print(EngineCacheKey('10.3.0', 'Orin', (8, 7), 'a' * 64, 'fp16', (640, 480)).digest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -283,7 +283,7 @@ def test_dynamic_export_plans_at_any_size_with_the_feature_maps_following(small_
 
 
 def test_a_dynamic_export_defaults_to_the_size_it_was_exported_for(small_export: Path) -> None:
-    from coarse_loftr_ros.backends.tensorrt_engine import default_input_size, load_onnx_graph
+    from coarse_loftr_ros.backends.tensorrt_plan import default_input_size, load_onnx_graph
 
     graph = load_onnx_graph(small_export)
     assert default_input_size(graph, None) == (160, 128)

@@ -13,7 +13,8 @@ matrix to its top-K rows inside the graph, so only those K matches cross the bus
 CUDA memory comes from ``tensorrt_engine.open_cuda`` (pycuda, or cuda-python when pycuda
 is absent), which works on the device's primary context, the one TensorRT uses, and makes
 it current around each call, so any thread may call ``run``. ``tensorrt_engine`` owns the
-TensorRT and CUDA imports and the device identity; this module only uses them.
+TensorRT and CUDA imports and the device identity; this module only uses them. Engine cache
+keys and IO plans come from ``tensorrt_plan``.
 
 Not executed in our CI (no TensorRT or GPU there): see docs/tensorrt.md and
 ``scripts/jetson_check.sh``.
@@ -30,31 +31,33 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, RawMatches
 from .tensorrt_engine import (  # the engine module owns the TensorRT/CUDA imports and device identity
     DEFAULT_WORKSPACE_MB,
     BuildOptions,
+    build_engine_file,
+    device_identity,
+    import_tensorrt,
+    open_cuda,
+    tensorrt_available,
+)
+from .tensorrt_plan import (
     EngineCacheKey,
     TensorSpec,
-    build_engine_file,
     cached_engine_path,
     declared_inputs,
     default_cache_dir,
     default_input_size,
-    device_identity,
     feature_map_shapes,
     file_sha256,
     image_input_size,
-    import_tensorrt,
     load_onnx_graph,
     onnx_metadata,
-    open_cuda,
     read_sidecar,
     resolve_input_shapes,
     sequence_graph_files,
     sidecar_path,
-    tensorrt_available,
 )
-from .base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, RawMatches
 
 LOG = logging.getLogger(__name__)
 

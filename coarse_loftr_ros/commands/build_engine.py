@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
 
-    from ..backends.tensorrt_engine import BuildOptions, list_images, load_onnx_graph
+    from ..backends.tensorrt_engine import BuildOptions
+    from ..backends.tensorrt_plan import list_images, load_onnx_graph
     from ..errors import BackendUnavailableError, CoarseLoftrError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if not available:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {reason}")
 
-    from ..backends.tensorrt_engine import build_engine_file, sequence_graph_files
+    from ..backends.tensorrt_engine import build_engine_file
+    from ..backends.tensorrt_plan import sequence_graph_files
 
     description = build_engine_file(args.onnx, args.output, options, verbose=args.verbose)
     size = "x".join(str(v) for v in description["input_size"] or ()) or "no image"
