@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..matching.options import add_matching_arguments, positive_float_arg, positive_int_arg
+from .common import make_matcher
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -111,17 +112,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
     return 0
-
-
-def make_matcher(args: argparse.Namespace, model: str):
-    """The ``Matcher`` of one ``--model`` value with the command's matching options."""
-    from ..matching.matcher import Matcher
-
-    return Matcher(
-        model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-        lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
-        input_size=args.input_size,
-    )
 
 
 def baseline_methods(args: argparse.Namespace, evaluation, baselines: str) -> dict:

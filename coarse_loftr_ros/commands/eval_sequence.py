@@ -17,7 +17,7 @@ def run(args: argparse.Namespace, baselines: dict) -> int:
 
     from ..errors import CoarseLoftrError
     from ..matching.options import check_output_file, write_atomically
-    from .eval import make_matcher
+    from .common import make_matcher
 
     check_output_file(args.output_trajectory, "--output-trajectory")
     try:

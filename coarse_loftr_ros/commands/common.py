@@ -1,0 +1,17 @@
+"""What several sub-commands share (``eval`` and its ``--sequence`` mode): the ``Matcher`` of the
+matching options that ``matching.options.add_matching_arguments`` adds to a parser."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def make_matcher(args: argparse.Namespace, model: str):
+    """The ``Matcher`` of one ``--model`` value with the command's matching options."""
+    from ..matching.matcher import Matcher
+
+    return Matcher(
+        model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
+        lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
+        input_size=args.input_size,
+    )
