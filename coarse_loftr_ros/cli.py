@@ -28,7 +28,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import bench, build_engine, eval as eval_command, export, match, replay, train
+    from .commands import bench, build_engine, eval as eval_command, export, label, match, replay, train
 
     parser = OneLineErrorParser(
         prog="coarse-loftr",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (match, export, bench, build_engine, replay, train, eval_command):
+    for command in (match, export, bench, build_engine, replay, label, train, eval_command):
         command.add_parser(subparsers)
     return parser
 
