@@ -34,3 +34,13 @@ assert len(r) > 100
     loaded = _loaded_after(code)
     assert "onnxruntime" in loaded
     assert not loaded & {"torch", "tensorrt", "pycuda", "rclpy", "coarse_loftr_train"}
+
+
+def test_coarse_loftr_error_imports_from_the_package_root_without_numpy():
+    loaded = _loaded_after(
+        "from coarse_loftr_ros import CoarseLoftrError\n"
+        "from coarse_loftr_ros.errors import ImageError, ModelError\n"
+        "assert issubclass(ImageError, CoarseLoftrError) and issubclass(ModelError, CoarseLoftrError)"
+    )
+    assert "coarse_loftr_ros" in loaded
+    assert not loaded & {"numpy", "cv2", "onnxruntime", "torch", "rclpy"}
