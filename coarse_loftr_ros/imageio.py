@@ -170,6 +170,25 @@ def image_dimensions(data: bytes | np.ndarray) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------- decoding
 
 
+def png_is_complete(data: np.ndarray) -> bool:
+    """Whether a PNG's chunks run whole up to IEND (their lengths, not their checksums).
+
+    libpng prints ``libpng error: ...`` on stderr itself for a cut-off file, above our one-line
+    error; a file that fails this walk is not handed to it.
+    """
+    view = memoryview(data)
+    position = 8  # after the signature
+    while position + 8 <= len(view):
+        length = int.from_bytes(view[position : position + 4], "big")
+        kind = bytes(view[position + 4 : position + 8])
+        position += 12 + length  # length, type, data, CRC
+        if position > len(view):
+            return False
+        if kind == b"IEND":
+            return True
+    return False
+
+
 def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
     """cv2.imdecode without OpenCV's own warnings on stderr (we raise a clearer error)."""
     level = cv2.utils.logging.getLogLevel()
@@ -211,6 +230,8 @@ def decode_image(data: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS, 
                 )
             return None
         check_pixels(size[0], size[1], max_pixels, what)
+    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and not png_is_complete(data):
+        raise ImageError(f"{what} is not a readable image: a truncated PNG (its data ends before the IEND chunk); pass the complete file")
     return _decode_quietly(data)
 
 

@@ -164,3 +164,17 @@ def test_headers_this_opencv_does_not_write():
         decode_image(np.frombuffer(big, np.uint8))
     # QOI: magic, width, height (big-endian), channels, colour space.
     assert image_dimensions(b"qoif" + struct.pack(">IIBB", WIDTH, HEIGHT, 3, 0)) == (WIDTH, HEIGHT)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_a_truncated_png_is_one_clear_error_and_libpng_prints_nothing(tmp_path, photo, cut, capfd):
+    ok, data = cv2.imencode(".png", photo)
+    assert ok
+    path = tmp_path / "cut.png"
+    path.write_bytes(data.tobytes()[: int(len(data) * cut)])
+    with pytest.raises(ImageError, match="truncated PNG"):
+        read_image(path)
+    assert "libpng" not in capfd.readouterr().err
+    complete = tmp_path / "whole.png"
+    complete.write_bytes(data.tobytes())
+    assert read_image(complete).shape == photo.shape  # a whole file still decodes
