@@ -425,8 +425,16 @@ def test_stereo_replay_of_the_motorcycle_pair(tmp_path, exported_model, motorcyc
     assert report["statistics"]["inlier_ratio"]["median"] > 0.5  # a rectified stereo pair of a real scene
 
 
+@pytest.fixture
+def ctrl_c_reaches_us():
+    """SIGINT handled as in a terminal's foreground job (a background job starts with it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_ctrl_c_leaves_a_valid_output_bag(tmp_path, exported_model, freiburg, storage):
+def test_ctrl_c_leaves_a_valid_output_bag(tmp_path, exported_model, freiburg, storage, ctrl_c_reaches_us):
     frames, stamps = freiburg
     bag = sequence_bag(tmp_path, "mcap", frames[:10], stamps[:10])
 
@@ -443,6 +451,20 @@ def test_ctrl_c_leaves_a_valid_output_bag(tmp_path, exported_model, freiburg, st
     assert [stamp_ns(m.header) for _, m in out["/matches"]] == stamps[1:5]
     assert json.loads((tmp_path / "report" / "summary.json").read_text())["ended"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, small_frames):
+    """A replay started as a background job (SIGINT ignored) neither takes SIGINT nor leaves a handler."""
+    bag = sequence_bag(tmp_path, "mcap", small_frames[:3], [i * 100_000_000 for i in range(1, 4)])
+    seen = []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        config = ReplayConfig(bag, tmp_path / "out", image_topic="/camera/image_raw")
+        replay(config, on_pair=lambda index, matched: seen.append(signal.getsignal(signal.SIGINT)), progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen and all(handler is signal.SIG_IGN for handler in seen)
 
 
 def test_corrupt_bag_ends_with_an_error_and_keeps_what_was_written(tmp_path, exported_model, freiburg):

@@ -510,7 +510,10 @@ def open_source(config: ReplayConfig) -> Source:
 
 class _StopOnCtrlC:
     """The first Ctrl-C asks the replay loop to stop after the current message (so no
-    write is cut in half); a second one raises ``KeyboardInterrupt`` as usual."""
+    write is cut in half); a second one raises ``KeyboardInterrupt`` as usual.
+
+    Whatever handler was in force comes back afterwards, and an ignored SIGINT (a job started
+    in the background with ``&``) stays ignored: no handler is installed then."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -518,7 +521,7 @@ class _StopOnCtrlC:
         self._previous: Any = None
 
     def __enter__(self) -> "_StopOnCtrlC":
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._installed = True
         return self
