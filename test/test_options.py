@@ -166,16 +166,28 @@ def test_cli_max_matches_zero_means_all_in_match(pair, exported_model, all_match
         ("--overlay", "out.txt", "cannot write a .txt file"),
         ("--overlay", ".", "is a folder"),
         ("--json", ".", "is a folder"),
-        ("--json", "missing/m.json", "does not exist; create it first"),
-        ("--overlay", "missing/m.png", "does not exist; create it first"),
+        ("--json", "a_file/m.json", "is not a folder"),
+        ("--overlay", "a_file/deeper/m.png", "is not a folder"),
     ],
 )
 def test_cli_bad_output_paths_are_one_line_before_any_work(option, name, fragment, pair, tmp_path) -> None:
     target = tmp_path / name
+    if name.startswith("a_file/"):
+        (tmp_path / "a_file").write_text("a file where a folder should be\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
     # A model that does not exist: the path error must come before the model is opened.
     done = run_cli("match", *pair, "--model", tmp_path / "missing.onnx", option, target)
     assert_one_line_error(done, option, fragment)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no temporary left
+
+
+def test_cli_creates_missing_output_folders_only_when_it_writes(pair, tmp_path) -> None:
+    failed = run_cli("match", *pair, "--model", tmp_path / "missing.onnx", "--json", tmp_path / "runs" / "m.json")
+    assert failed.returncode == 2 and not (tmp_path / "runs").exists()  # a failed run creates nothing
+    done = run_cli("match", *pair, "--json", tmp_path / "runs" / "a" / "m.json", "--overlay", tmp_path / "pictures" / "m.png")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "runs" / "a" / "m.json").read_text())["keypoints0"]
+    assert (tmp_path / "pictures" / "m.png").stat().st_size > 0
 
 
 def test_cli_failed_match_leaves_an_existing_output_untouched(pair, tmp_path) -> None:
@@ -203,7 +215,11 @@ def test_cli_export_option_values_are_one_line_exit_2(extra, fragment, tmp_path)
 def test_cli_export_output_is_checked_before_loading_the_checkpoint(tmp_path) -> None:
     # The checkpoint does not exist: the output error must come first.
     assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path), "--output", "is a folder")
-    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "no" / "x.onnx"), "does not exist; create it first")
+    (tmp_path / "a_file").write_text("not a folder\n")
+    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "a_file" / "x.onnx"), "is not a folder")
+    # a missing folder is fine (created when the model is written), so the checkpoint is what fails
+    assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "x.pt", "--output", tmp_path / "no" / "x.onnx"), "x.pt")
+    assert not (tmp_path / "no").exists()
 
 
 WITHOUT_TORCH = """

@@ -423,8 +423,9 @@ def test_build_engine_file_errors(small_export: Path, tmp_path: Path, capsys: py
     assert code == 2 and "is a folder" in err
     code, err = _build_engine(["--onnx", str(small_export), "--output", str(small_export)], capsys)
     assert code == 2 and "cannot write a .onnx file; use one of .engine, .plan" in err  # never over the model
-    code, err = _build_engine(["--onnx", str(small_export), "--output", str(tmp_path / "missing" / "m.engine")], capsys)
-    assert code == 2 and "does not exist; create it first" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "a_file").write_text("not a folder\n")
+    code, err = _build_engine(["--onnx", str(small_export), "--output", str(tmp_path / "a_file" / "m.engine")], capsys)
+    assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
     code, err = _build_engine(
         ["--onnx", str(small_export), "--output", str(tmp_path / "m.engine"), "--int8", "--calibration-images", str(tmp_path)],
         capsys,

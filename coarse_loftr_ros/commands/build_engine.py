@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CoarseLoftrError("give both --min-size and --max-size, or neither")
     if args.min_size is not None and args.width is None:
         raise CoarseLoftrError("a --min-size/--max-size profile needs --width and --height: the size it is tuned for")
-    from ..matching.options import check_output_file
+    from ..matching.options import check_output_file, make_parent
 
     check_output_file(args.output, "--output", (".engine", ".plan"))  # the suffixes Matcher(model=...) loads
     if args.output.resolve() == args.onnx.resolve():
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.tensorrt_engine import build_engine_file
     from ..backends.tensorrt_plan import sequence_graph_files
 
-    description = build_engine_file(args.onnx, args.output, options, verbose=args.verbose)
+    description = build_engine_file(args.onnx, make_parent(args.output), options, verbose=args.verbose)
     size = "x".join(str(v) for v in description["input_size"] or ()) or "no image"
     if description.get("input_size_range"):
         (min_w, min_h), (max_w, max_h) = description["input_size_range"]

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import BackendUnavailableError, ModelError
-    from ..matching.options import check_output_file
+    from ..matching.options import check_output_file, make_parent
 
     check_output_file(args.output, "--output", (".onnx",))
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"{error}; pick --width/--height divisible by it") from None
     extraction = ExtractionConfig(top_k=args.top_k, threshold=args.threshold, border=args.border)
     try:
-        path = export_onnx(model, args.output, extraction, args.refinement, dynamic=not args.static)
+        path = export_onnx(model, make_parent(args.output), extraction, args.refinement, dynamic=not args.static)
     except ValueError as error:  # e.g. --refinement learned for a model without one
         raise ModelError(str(error)) from None
     kind = "fixed" if args.static else "dynamic height and width, default"

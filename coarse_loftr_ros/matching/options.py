@@ -151,13 +151,16 @@ def input_size_arg(text: str) -> tuple[int, int] | str | None:
 def check_output_file(path: Path | None, option: str, suffixes: Sequence[str] | None = None) -> Path | None:
     """Refuse, before any work, an output file that cannot be written.
 
+    Missing parent folders are fine: the writers create them (``make_parent``), as
+    ``mkdir -p`` does. Nothing is created here, so a run that fails later leaves nothing behind.
+
     Args:
         path: the file to write, or None (nothing to check).
         option: the option that named it, for the message (``--overlay``).
         suffixes: the file types the writer supports (lower case, with the dot), or None.
 
-    Raises OutputPathError (one line) for a folder, a missing or non-folder parent, an
-    unwritable parent or a wrong suffix.
+    Raises OutputPathError (one line) for a folder, a wrong suffix, or a nearest existing
+    ancestor that is not a folder or not writable.
     """
     if path is None:
         return None
@@ -166,13 +169,20 @@ def check_output_file(path: Path | None, option: str, suffixes: Sequence[str] | 
         raise OutputPathError(f"{option} {path} is a folder; pass a file name inside it, e.g. {path / ('out' + (suffixes[0] if suffixes else '.json'))}")
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise OutputPathError(f"{option} {path}: cannot write a {path.suffix or 'suffix-less'} file; use one of {', '.join(suffixes)}")
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise OutputPathError(f"{option} {path}: the folder {parent} {what}; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {path}: the folder {parent} is not writable")
+    existing = path.parent.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{option} {path}: {existing} is not a folder; pass a path inside a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {path}: the folder {existing} is not writable")
     return path
+
+
+def make_parent(path: Path) -> Path:
+    """Create the missing folders above ``path`` (``mkdir -p``); returns ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def _umask() -> int:
@@ -183,7 +193,7 @@ def _umask() -> int:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
+    path = make_parent(Path(path))
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
