@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, baselines: dict) -> int:
     print(f"{len(data)} frames of {args.sequence}, strides {','.join(map(str, usable))}: {total} pairs to match", flush=True)
     results = {}
     start = time.perf_counter()
-    with tqdm(total=total, unit="pair", desc="eval --sequence", dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="pair", desc="eval --sequence", dynamic_ncols=True, disable=None) as bar:  # (no bar in a log)
         for name, match in matchers.items():
             bar.set_postfix_str(name)
             results[name] = seq.evaluate_strides(match, data, usable, progress=bar.update)

@@ -180,7 +180,7 @@ def run_benchmark(
     classical: bool = True,
     rounds: int = 3,
     warmup: int = 3,
-    progress: bool = True,
+    progress: bool | None = None,
     xfeat: bool = False,
     threads: int | None = None,
     time_budget_ms: float | None = None,
@@ -245,7 +245,7 @@ def run_benchmark(
             ours_matcher.match(image0, image1)
         for method in baselines.values():
             method(image0, image1)
-    with tqdm(total=rounds * len(runs), desc="bench", unit="method", disable=not progress) as bar:
+    with tqdm(total=rounds * len(runs), desc="bench", unit="method", disable=None if progress is None else not progress) as bar:
         for round_index in range(rounds):
             shift = round_index % len(runs)
             for run in runs[shift:] + runs[:shift]:
