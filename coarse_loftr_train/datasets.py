@@ -220,7 +220,7 @@ def split_images(files: Sequence[Path], holdout: int) -> tuple[list[Path], list[
     """(training, held-out): the last ``holdout`` files (by name) are held out."""
     files = list(files)
     if holdout >= len(files):
-        folder = files[0].parent if files else "the image folder"
+        folder = Path(files[0]).parent if files else "the image folder"
         raise ValueError(
             f"data.holdout={holdout} holds out all {len(files)} images of {folder}; "
             f"set data.holdout below {len(files)} (e.g. data.holdout={max(0, len(files) // 10)})"

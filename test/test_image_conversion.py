@@ -365,8 +365,9 @@ def test_bad_compressed_data_is_one_line_image_error(image_format, data, message
 
 def test_truncated_png_is_an_error(bgr):
     data = encode(bgr, ".png")
-    with pytest.raises(ImageError, match="cannot decode"):
+    with pytest.raises(ImageError, match="truncated PNG") as info:
         compressed_to_numpy(CompressedFields("png", data[: len(data) // 2]))
+    assert "\n" not in str(info.value)
 
 
 # ----- fuzzing: any input gives a well-formed image or a one-line ImageError -----
