@@ -15,7 +15,7 @@ PACKAGE = REPO / "coarse_loftr_ros"
 # "public" is the face users import: the package root ("": Matcher, MatchResult,
 # CoarseLoftrError), the CLI with its commands, and `python -m coarse_loftr_ros.node`.
 LAYERS = (
-    ("shared", {"errors", "imageio", "preprocess", "stop_request", "msg"}),
+    ("shared", {"errors", "imageio", "outputs", "preprocess", "stop_request", "msg"}),
     ("backends", {"backends"}),
     ("matching", {"matching"}),
     ("ros", {"ros"}),

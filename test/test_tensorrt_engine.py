@@ -24,6 +24,7 @@ from coarse_loftr_ros.cli import main
 from coarse_loftr_ros.errors import BackendUnavailableError, ImageError, ModelError
 from coarse_loftr_ros.imageio import read_image
 from coarse_loftr_ros.preprocess import to_model_input
+from coarse_loftr_ros.outputs import write_atomically
 from coarse_loftr_ros.backends.tensorrt_plan import (
     CACHE_DIR_ENV,
     CalibrationImages,
@@ -38,7 +39,6 @@ from coarse_loftr_ros.backends.tensorrt_plan import (
     read_sidecar,
     resolve_input_shapes,
     sequence_graph_files,
-    write_atomically,
 )
 
 REPO = Path(__file__).resolve().parents[1]

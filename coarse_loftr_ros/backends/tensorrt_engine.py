@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelError
+from ..outputs import write_atomically
 from .tensorrt_plan import (
     PRECISIONS,
     TENSORRT_INSTALL_HINT,
@@ -45,7 +46,6 @@ from .tensorrt_plan import (
     plan_from_onnx,
     resolve_input_shapes,
     sidecar_path,
-    write_atomically,
 )
 
 LOG = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -120,22 +119,6 @@ def sequence_graph_files(model_path: str | os.PathLike) -> tuple[Path, Path]:
     """
     path = Path(model_path)
     return path.with_suffix(".features" + path.suffix), path.with_suffix(".matching" + path.suffix)
-
-
-def write_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:

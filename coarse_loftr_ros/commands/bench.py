@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ImageError, ModelError
-    from ..matching.options import check_output_file, write_atomically
+    from ..outputs import check_output_file, write_atomically
     from ..tools.bench import format_table, frame_files, load_frames, peak_rss_of_match, run_benchmark
 
     check_output_file(args.json, "--json")

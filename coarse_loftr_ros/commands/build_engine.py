@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CoarseLoftrError("give both --min-size and --max-size, or neither")
     if args.min_size is not None and args.width is None:
         raise CoarseLoftrError("a --min-size/--max-size profile needs --width and --height: the size it is tuned for")
-    from ..matching.options import check_output_file, make_parent
+    from ..outputs import check_output_file, make_parent
 
     check_output_file(args.output, "--output", (".engine", ".plan"))  # the suffixes Matcher(model=...) loads
     if args.output.resolve() == args.onnx.resolve():

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from coarse_loftr_train import evaluation
     except ImportError as error:
         raise BackendUnavailableError.from_import("eval", error, "`pip install torch==2.13.0` and `pip install .[train]`") from None
-    from ..matching.options import check_output_file, write_atomically
+    from ..outputs import check_output_file, write_atomically
 
     check_output_file(args.json, "--json")
     if args.make_homographies is not None:

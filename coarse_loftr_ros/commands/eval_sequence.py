@@ -16,7 +16,7 @@ def run(args: argparse.Namespace, baselines: dict) -> int:
     from coarse_loftr_train import sequence_evaluation as seq
 
     from ..errors import CoarseLoftrError
-    from ..matching.options import check_output_file, write_atomically
+    from ..outputs import check_output_file, write_atomically
     from .common import make_matcher
 
     check_output_file(args.output_trajectory, "--output-trajectory")

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import BackendUnavailableError, ModelError
-    from ..matching.options import check_output_file, make_parent
+    from ..outputs import check_output_file, make_parent
 
     check_output_file(args.output, "--output", (".onnx",))
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..matching.options import IMAGE_OUTPUT_SUFFIXES, add_matching_arguments, max_matches_arg
+from ..matching.options import add_matching_arguments, max_matches_arg
+from ..outputs import IMAGE_OUTPUT_SUFFIXES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import OutputPathError
     from ..imageio import read_image
     from ..matching.matcher import Matcher
-    from ..matching.options import check_output_file, write_atomically, write_image_atomically
+    from ..outputs import check_output_file, write_atomically, write_image_atomically
     from ..matching.overlay import DEFAULT_MAX_LINES, draw_matches
 
     # Output paths are checked before any work, and written whole or not at all.

@@ -12,10 +12,7 @@
 one line; ``threshold_arg`` / ``max_matches_arg`` are the same checks as argparse types,
 so a bad value on the command line ends with one line and exit status 2.
 
-Output files: ``check_output_file`` tells before any work whether a path can be written
-(not a folder, an existing parent folder, the right suffix); ``write_atomically`` writes
-through a temporary file in the same folder and renames it, so a reader never sees half a
-file and an error leaves nothing behind.
+Output files (``check_output_file``, ``write_atomically``) live in ``coarse_loftr_ros.outputs``.
 """
 
 from __future__ import annotations
@@ -23,14 +20,10 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import OptionError, OutputPathError
-
-IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ..errors import OptionError
 
 
 def check_threshold(value: object, name: str = "threshold") -> float | None:
@@ -146,73 +139,6 @@ def input_size_arg(text: str) -> tuple[int, int] | str | None:
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels (e.g. 1008x304), auto or model, got {text!r}")
     return int(parts[0]), int(parts[1])
-
-
-def check_output_file(path: Path | None, option: str, suffixes: Sequence[str] | None = None) -> Path | None:
-    """Refuse, before any work, an output file that cannot be written.
-
-    Missing parent folders are fine: the writers create them (``make_parent``), as
-    ``mkdir -p`` does. Nothing is created here, so a run that fails later leaves nothing behind.
-
-    Args:
-        path: the file to write, or None (nothing to check).
-        option: the option that named it, for the message (``--overlay``).
-        suffixes: the file types the writer supports (lower case, with the dot), or None.
-
-    Raises OutputPathError (one line) for a folder, a wrong suffix, or a nearest existing
-    ancestor that is not a folder or not writable.
-    """
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(f"{option} {path} is a folder; pass a file name inside it, e.g. {path / ('out' + (suffixes[0] if suffixes else '.json'))}")
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise OutputPathError(f"{option} {path}: cannot write a {path.suffix or 'suffix-less'} file; use one of {', '.join(suffixes)}")
-    existing = path.parent.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputPathError(f"{option} {path}: {existing} is not a folder; pass a path inside a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {path}: the folder {existing} is not writable")
-    return path
-
-
-def make_parent(path: Path) -> Path:
-    """Create the missing folders above ``path`` (``mkdir -p``); returns ``path``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return Path(path)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = make_parent(Path(path))
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_image_atomically(path: Path, image, option: str = "--overlay") -> None:
-    """Encode ``image`` (BGR uint8) by ``path``'s suffix with OpenCV and write it atomically."""
-    import cv2
-
-    ok, encoded = cv2.imencode(Path(path).suffix.lower(), image)
-    if not ok:
-        raise OutputPathError(f"{option} {path}: OpenCV cannot encode a {Path(path).suffix} picture; use .png or .jpg")
-    write_atomically(path, encoded.tobytes())
 
 
 def add_matching_arguments(parser) -> None:
