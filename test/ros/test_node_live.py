@@ -639,7 +639,7 @@ KITTI = REPO.parent / "shared" / "data" / "kitti_seq_dev"
 
 
 def _essential_from_one_message(msg):
-    """docs/node.md's consumer example: an essential matrix from one MatchArray alone."""
+    """docs/message.md's consumer example: an essential matrix from one MatchArray alone."""
     import cv2
 
     points0 = np.frombuffer(msg.keypoints0, dtype=np.float32).reshape(-1, 2).astype(np.float64)
