@@ -51,7 +51,12 @@ ARGUMENTS = [
     ("camera_info", "camera_info", "sequence mode, use_camera_info: sensor_msgs/CameraInfo of the camera"),
     ("use_sim_time", "false", "true when replaying a bag with --clock"),
     ("log_level", "info", "debug, info, warn, error or fatal"),
+    ("fastdds_profile", "", "Fast DDS XML profile of the node: empty = the environment's, else config/fastdds_shm_large.xml "
+     "(8 MiB shared memory: raw frames over 512 KiB arrive whole); none = leave the environment as it is"),
 ]
+
+# Fast DDS 3 (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE; Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE.
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 # Launch arguments that override a node parameter when they are not empty.
 PARAMETER_ARGUMENTS = ("mode", "model", "backend", "image_transport")
@@ -70,6 +75,10 @@ def _node(context):
     for topic in ("image0", "image1", "image"):
         remappings += [(topic, value(topic)), (f"{topic}/compressed", f"{value(topic)}/compressed")]
     remappings += [(topic, value(topic)) for topic in ("camera_info0", "camera_info1", "camera_info")]
+    profile, environment = value("fastdds_profile"), {}
+    if profile != "none" and (profile or not any(os.environ.get(name) for name in PROFILE_VARIABLES)):
+        variable = PROFILE_VARIABLES[os.environ.get("ROS_DISTRO") in ("humble", "jazzy")]
+        environment[variable] = profile or os.path.join(get_package_share_directory(PACKAGE), "config", "fastdds_shm_large.xml")
     return [
         Node(
             package=PACKAGE,
@@ -79,6 +88,7 @@ def _node(context):
             parameters=[params_file, overrides],
             remappings=remappings,
             arguments=["--ros-args", "--log-level", value("log_level")],
+            additional_env=environment,
             output="screen",
             emulate_tty=True,
         )

@@ -23,7 +23,10 @@ them. It needs rclpy and sensor_msgs (``source .ros2/setup.bash``), plus OpenCV,
 Videos and folders get header stamps from the clock at publish time (frame_id from
 ``--frame-id``), as a driver would; ``--compressed`` publishes sensor_msgs/CompressedImage
 (JPEG) on ``<topic>/compressed`` instead. QoS: best effort, depth 1 (sensor data), or
-``--reliable``. Prints one summary line at the end; Ctrl-C (SIGINT) or SIGTERM stops it
+``--reliable``. Raw frames over 512 KiB (bgr8 640x480: 921,600 bytes) sent best effort need a
+Fast DDS shared-memory segment that holds them: ``config/fastdds_shm_large.xml``, which
+``.ros2/setup.bash`` sets (FASTDDS_DEFAULT_PROFILES_FILE); without one most of them are lost,
+and the script says so. Prints one summary line at the end; Ctrl-C (SIGINT) or SIGTERM stops it
 cleanly (exit status 0).
 
 ``--camera cameras.json``: one pinhole camera, as ``../shared/data/kitti_seq_dev/cameras.json``
@@ -35,6 +38,7 @@ for stereo: ``{"left": {...}, "right": {...}}``. Sizes are pixels of the publish
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -199,6 +203,23 @@ def camera_info_message(camera, stamp, frame_id: str):
     return msg
 
 
+SHM_DEFAULT_SEGMENT = 512 * 1024  # bytes: Fast DDS's default shared-memory segment
+
+
+def warn_if_too_large_for_shared_memory(args: argparse.Namespace, frames: tuple[np.ndarray, ...]) -> None:
+    """Best-effort raw frames over Fast DDS's default 512 KiB shared-memory segment mostly arrive
+    in part (lost) on one machine; say so once when no Fast DDS profile is set
+    (config/fastdds_shm_large.xml, which .ros2/setup.bash sets; docs/ros2.md)."""
+    size = max(frame.nbytes for frame in frames)
+    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if (args.compressed or args.reliable or size <= SHM_DEFAULT_SEGMENT or not rmw.startswith("rmw_fastrtps")
+            or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
+        return
+    print(f"publish_images: frames of {size} bytes, best effort, with Fast DDS's default 512 KiB shared-memory "
+          "segment: most will not arrive whole. Set FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_shm_large.xml "
+          "(source .ros2/setup.bash does), or use --reliable or --compressed (docs/ros2.md)", file=sys.stderr)
+
+
 def publish_frames(args: argparse.Namespace, ros: Publisher) -> tuple[int, float]:
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -234,6 +255,8 @@ def publish_frames(args: argparse.Namespace, ros: Publisher) -> tuple[int, float
     for frames in frame_tuples():
         if (args.count and count >= args.count) or ros.stop.is_set():
             break
+        if count == 0:
+            warn_if_too_large_for_shared_memory(args, frames)
         stamp = ros.node.get_clock().now().to_msg()  # one stamp for both cameras of a pair
         for index, (image, (_, publisher, frame_id)) in enumerate(zip(frames, outputs)):
             if info_publishers:  # the calibration first, so a node has it when the image comes

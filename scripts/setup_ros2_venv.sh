@@ -98,6 +98,10 @@ for path in venv.glob("share/*/cmake/*.cmake"):
 print(f"setup_ros2_venv: pointed {patched} CMake file(s) at {python_include} and {numpy_include}")
 EOF
 
+# Kilted's rmw_fastrtps warns that FASTRTPS_DEFAULT_PROFILES_FILE is deprecated; Jazzy's Fast DDS 2 reads that name.
+PROFILES_VARIABLE=FASTDDS_DEFAULT_PROFILES_FILE
+if [ "$DISTRO" = jazzy ]; then PROFILES_VARIABLE=FASTRTPS_DEFAULT_PROFILES_FILE; fi
+
 # 4. The environment file: the venv, ROS 2's prefix (the venv root holds the wheels'
 #    share/ and lib/), and the workspace overlay.
 cat >"$PREFIX/setup.bash" <<EOF
@@ -106,6 +110,11 @@ source "$VENV/bin/activate"
 export AMENT_PREFIX_PATH="$VENV\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VENV\${CMAKE_PREFIX_PATH:+:\$CMAKE_PREFIX_PATH}"
 export COARSE_LOFTR_ROS2_PREFIX="$PREFIX"
+# Fast DDS with an 8 MiB shared-memory segment, so best-effort raw frames over 512 KiB arrive whole
+# (docs/ros2.md, "Large raw images and best effort"); a profile set before this file wins.
+if [ -z "\${FASTDDS_DEFAULT_PROFILES_FILE:-}\${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+  export $PROFILES_VARIABLE="$REPO/config/fastdds_shm_large.xml"
+fi
 if [ -f "$PREFIX/install/setup.bash" ]; then
   # colcon's setup scripts read unset variables (COLCON_TRACE): relax 'set -u' around them.
   case \$- in *u*) _coarse_loftr_nounset=1; set +u;; *) _coarse_loftr_nounset=0;; esac
