@@ -139,6 +139,9 @@ set +u
 # shellcheck disable=SC1091
 source "$PREFIX/setup.bash"
 set -u
+# An install only adds files: a module that moved or went away would stay importable from the
+# old install. Start the package's install folder afresh (the build folder keeps CMake's cache).
+rm -rf "$PREFIX/install/coarse_loftr_ros"
 echo "setup_ros2_venv: colcon build (log: $PREFIX/log)"
 colcon --log-base "$PREFIX/log" build \
   --base-paths "$SRC" --build-base "$PREFIX/build" --install-base "$PREFIX/install" \
