@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
         last = Path(settings["output"]) / "checkpoints" / "last.pt"
         kept = f"{last} keeps the last finished epoch; continue with --resume" if last.is_file() else "no epoch finished, nothing kept"
         print(f"coarse-loftr train: interrupted; {kept}", file=sys.stderr)
-        raise
+        return 130
     return 0
