@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets import PhotometricAugmentation, make_sample
-from .labels import label_files, read_labels
+from .labels import PairLabels, label_files, read_labels
 from .losses import UNKNOWN
 
 
@@ -117,16 +117,16 @@ class TeacherLabelPairs(Dataset):
         self.exclude = tuple(exclude)
         self.epoch = 0
         self.files: list[Path] = []
-        self._usable: dict[Path, bool] = {}  # label file -> kept with min_matches (read once)
+        self._labels: dict[Path, PairLabels | None] = {}  # label file -> its kept labels, read once a run
         self.scan()
 
     def scan(self) -> None:
-        """Index the kept pairs with at least ``min_matches`` matches (files read once per run)."""
+        """Index the kept pairs with at least ``min_matches`` matches (each file read once)."""
         for path in label_files(self.folders):
-            if path not in self._usable and not any(part in str(path) for part in self.exclude):
+            if path not in self._labels and not any(part in str(path) for part in self.exclude):
                 labels = read_labels(path)
-                self._usable[path] = labels is not None and len(labels.keypoints0) >= self.min_matches
-        self.files = sorted(path for path, usable in self._usable.items() if usable)
+                self._labels[path] = labels if labels is not None and len(labels.keypoints0) >= self.min_matches else None
+        self.files = sorted(path for path, labels in self._labels.items() if labels is not None)
         if not self.files:
             raise ValueError(f"no kept teacher labels under {', '.join(map(str, self.folders))}; run `coarse-loftr label` first")
 
@@ -139,7 +139,7 @@ class TeacherLabelPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        labels = read_labels(self.files[int(rng.integers(len(self.files)))])
+        labels = self._labels[self.files[int(rng.integers(len(self.files)))]]
         images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in (labels.image0, labels.image1)]
         for image, path in zip(images, (labels.image0, labels.image1)):
             if image is None:

@@ -27,6 +27,7 @@ import json
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -147,6 +148,15 @@ def inside_mask(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return keep
 
 
+@lru_cache(maxsize=256)
+def read_mask(path: Path) -> np.ndarray:
+    """A scene's object mask (read once: a view is in many pairs)."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ValueError(f"cannot read mask {path}; restore it or remove the scene's masks/ folder")
+    return mask
+
+
 @dataclass(frozen=True)
 class Verification:
     """What a teacher's matches must satisfy to become labels.
@@ -171,7 +181,7 @@ def verify(pair: LabelPair, points0: np.ndarray, points1: np.ndarray, width: int
         keep = sampson_distance(pair.fundamental, points0.astype(np.float64), points1.astype(np.float64)) <= verification.max_epipolar_px
         for mask_path, points in ((pair.mask0, points0), (pair.mask1, points1)):
             if mask_path is not None:
-                keep &= inside_mask(cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE), points)
+                keep &= inside_mask(read_mask(mask_path), points)
         return keep
     threshold = verification.fundamental_px * max(1.0, width / 640.0)
     _, inliers = cv2.findFundamentalMat(points0, points1, cv2.USAC_MAGSAC, threshold, 0.9999, 10000)
@@ -200,7 +210,7 @@ class Teacher:
             raise ImportError(f"teacher labels need torch ({error}); pip install torch==2.13.0") from None
         self.torch = torch
         self.name, self.max_keypoints, self.long_side = name, max_keypoints, long_side
-        self.cache: OrderedDict[str, dict] = OrderedDict()
+        self.cache: OrderedDict[str, tuple[dict, int]] = OrderedDict()  # path -> (features, image width)
         self.cache_size = cache_size
         if name == "xfeat":
             try:
@@ -221,8 +231,8 @@ class Teacher:
         self.extractor = extractor.eval()
         self.matcher = LightGlue(features=name).eval()
 
-    def features(self, path: Path) -> dict:
-        """The teacher's features of one image (cached: a frame is extracted once per run)."""
+    def features(self, path: Path) -> tuple[dict, int]:
+        """The teacher's features of one image and its width (cached: a frame is extracted once per run)."""
         key = str(path)
         if key in self.cache:
             self.cache.move_to_end(key)
@@ -247,15 +257,14 @@ class Teacher:
             else:
                 tensor = self.torch.from_numpy(image).float()[None].expand(3, -1, -1) / 255.0
                 features = self.extractor.extract(tensor, resize=self.long_side)
-        features["width"] = image.shape[1]
-        self.cache[key] = features
+        entry = self.cache[key] = features, image.shape[1]
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
-        return features
+        return entry
 
     def match(self, path0: Path, path1: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(keypoints0, keypoints1 float32 ``[N, 2]`` original pixels, scores ``[N]``, width of image 0)."""
-        f0, f1 = self.features(path0), self.features(path1)
+        (f0, width0), (f1, _) = self.features(path0), self.features(path1)
         with self.torch.inference_mode():
             if self.name == "xfeat":
                 data = {
@@ -264,17 +273,13 @@ class Teacher:
                     "image_size0": f0["resized_size"], "image_size1": f1["resized_size"],
                 }
                 out = self.matcher(data)
-                pairs = out["matches"][0]
-                scores = out["scores"][0]
             else:
-                strip = {k: v for k, v in f0.items() if k != "width"}, {k: v for k, v in f1.items() if k != "width"}
-                out = self.matcher({"image0": strip[0], "image1": strip[1]})
-                pairs = out["matches"][0]
-                scores = out["scores"][0]
+                out = self.matcher({"image0": f0, "image1": f1})
+        pairs, scores = out["matches"][0], out["scores"][0]
         pairs = pairs.cpu().numpy().astype(np.int64)
         k0 = f0["keypoints"][0].cpu().numpy()[pairs[:, 0]].astype(np.float32)
         k1 = f1["keypoints"][0].cpu().numpy()[pairs[:, 1]].astype(np.float32)
-        return k0, k1, scores.cpu().numpy().astype(np.float32).reshape(-1), int(f0["width"])
+        return k0, k1, scores.cpu().numpy().astype(np.float32).reshape(-1), width0
 
 
 # --------------------------------------------------------------------------- the cache

@@ -18,11 +18,6 @@ def _strides(text: str) -> list[int]:
     return values
 
 
-def _is_frame_folder(path: Path) -> bool:
-    """A folder of images, not a rosbag2 directory (metadata.yaml, .mcap or .db3 inside)."""
-    return path.is_dir() and not (path / "metadata.yaml").exists() and not any(p.suffix in (".mcap", ".db3") for p in path.iterdir())
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "label",
@@ -76,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     groups = []
     try:
         for source in args.frames:
+            from ..tools.replay import is_rosbag2
+
             folder = source
-            if not _is_frame_folder(source):  # a video or a rosbag2: its frames first
+            if not source.is_dir() or is_rosbag2(source):  # a video or a rosbag2: its frames first
                 from ..tools.frames import export_frames
 
                 folder = args.output / "frames" / source.stem

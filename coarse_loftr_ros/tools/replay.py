@@ -482,15 +482,19 @@ class FolderSource:
 Source = BagSource | VideoSource | FolderSource
 
 
+def is_rosbag2(path: Path) -> bool:
+    """A rosbag2: a .mcap/.db3 file, or a folder with metadata.yaml or storage files."""
+    if path.is_file():
+        return path.suffix in BAG_SUFFIXES
+    return (path / "metadata.yaml").exists() or any(p.suffix in BAG_SUFFIXES for p in path.iterdir())
+
+
 def open_source(config: ReplayConfig) -> Source:
     """The source ``config.source`` names: a rosbag2, a video file or a folder of images."""
     path = config.source
     if not path.exists():
         raise BagError(f"{path} does not exist; pass a rosbag2 directory, a .mcap/.db3 file, a video or a folder of images")
-    is_bag = path.suffix in BAG_SUFFIXES if path.is_file() else (
-        (path / "metadata.yaml").exists() or any(p.suffix in BAG_SUFFIXES for p in path.iterdir())
-    )
-    if is_bag:
+    if is_rosbag2(path):
         if config.use_camera_info:
             given = [config.camera_info0_topic, config.camera_info1_topic] if config.stereo else [config.camera_info_topic]
         else:
