@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import PhotometricAugmentation, make_sample
+from .datasets import PhotometricAugmentation, make_sample, read_gray
 from .labels import PairLabels, label_files, read_labels
 from .losses import UNKNOWN
 
@@ -140,10 +140,7 @@ class TeacherLabelPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         labels = self._labels[self.files[int(rng.integers(len(self.files)))]]
-        images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in (labels.image0, labels.image1)]
-        for image, path in zip(images, (labels.image0, labels.image1)):
-            if image is None:
-                raise ValueError(f"cannot read {path}, named by a label file; relabel or restore the image")
+        images = [read_gray(labels.image0), read_gray(labels.image1)]
         points = [labels.keypoints0.astype(np.float64), labels.keypoints1.astype(np.float64)]
         if rng.random() < 0.5:  # backward motion as often as forward
             images, points = images[::-1], points[::-1]

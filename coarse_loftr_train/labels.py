@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES
+from .datasets import IMAGE_SUFFIXES, read_gray
 
 TEACHERS = ("aliked", "disk", "xfeat")
 
@@ -237,9 +237,7 @@ class Teacher:
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
-        image = cv2.imread(key, cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise ValueError(f"cannot read image {path}; it is missing or not an image")
+        image = read_gray(path)
         with self.torch.inference_mode():
             if self.name == "xfeat":
                 scale = self.long_side / max(image.shape)
