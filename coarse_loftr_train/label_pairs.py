@@ -10,7 +10,11 @@ to a teacher keypoint lands where its partner lies, shifted back by the keypoint
 from the cell centre (locally a translation); that landing point gives the cell of image 1
 and the sub-pixel ``offsets1``. A cell keeps the teacher match closest to its centre, and a
 cell of image 1 claimed twice keeps the closer claim. Cells without a teacher match are **unknown** (``cells1 == UNKNOWN``), not "no match":
-the coarse loss leaves their rows out of its negative term. ``refine`` marks the matches
+the coarse loss leaves their rows out of its negative term. With ``negatives``, two kinds of
+cell are "no match" (-1) instead: a cell whose teacher match lands more than half a cell
+outside image 1's crop (out of view: what forward motion and the crops make), and a cell
+holding a keypoint the teacher left without a partner, with no matched keypoint within a
+cell of it. ``refine`` marks the matches
 whose keypoint lies within ``refine_radius`` pixels of its cell centre: a farther shift
 would carry the local scale change into the sub-pixel target.
 """
@@ -55,10 +59,22 @@ def map_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     return points * transform[:2] + transform[2:]
 
 
+def _on_grid(cells: np.ndarray, columns: int, rows: int) -> np.ndarray:
+    return (cells[:, 0] >= 0) & (cells[:, 0] < columns) & (cells[:, 1] >= 0) & (cells[:, 1] < rows)
+
+
 def sparse_targets(
-    points0: np.ndarray, points1: np.ndarray, size: tuple[int, int], stride: int, refine_radius: float
+    points0: np.ndarray,
+    points1: np.ndarray,
+    size: tuple[int, int],
+    stride: int,
+    refine_radius: float,
+    unmatched0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``cells1`` (``UNKNOWN`` where no teacher match), ``offsets1`` and ``refine`` from sparse matches in model-input pixels."""
+    """``cells1`` (``UNKNOWN`` where no teacher match), ``offsets1`` and ``refine`` from sparse matches in model-input pixels.
+
+    ``unmatched0`` (model-input pixels, optional): the teacher's keypoints of image 0 without a
+    partner; given (even empty), the negatives of the module docstring are marked -1."""
     columns, rows = size[0] // stride, size[1] // stride
     cells1 = np.full(columns * rows, UNKNOWN, np.int64)
     offsets1 = np.zeros((columns * rows, 2), np.float32)
@@ -67,8 +83,26 @@ def sparse_targets(
     shift = points0 - c0 * stride  # the keypoint's offset from its cell centre
     landing = points1 - shift  # where the cell centre lands in image 1 (locally a translation)
     c1 = np.rint(landing / stride).astype(np.int64)
-    inside = (c0[:, 0] >= 0) & (c0[:, 0] < columns) & (c0[:, 1] >= 0) & (c0[:, 1] < rows)
-    inside &= (c1[:, 0] >= 0) & (c1[:, 0] < columns) & (c1[:, 1] >= 0) & (c1[:, 1] < rows)
+    on_grid0 = _on_grid(c0, columns, rows)
+    inside = on_grid0 & _on_grid(c1, columns, rows)
+    if unmatched0 is not None:
+        # Out of view: the partner lies more than half a cell beyond image 1's model-input area.
+        margin = stride / 2
+        beyond = (landing[:, 0] < -margin - stride / 2) | (landing[:, 0] > size[0] + margin - stride / 2)
+        beyond |= (landing[:, 1] < -margin - stride / 2) | (landing[:, 1] > size[1] + margin - stride / 2)
+        out_of_view = on_grid0 & beyond
+        cells1[c0[out_of_view, 1] * columns + c0[out_of_view, 0]] = -1
+        # Keypoints without a partner, away from every matched keypoint.
+        lone = np.rint(unmatched0 / stride).astype(np.int64).reshape(-1, 2)
+        lone = lone[_on_grid(lone, columns, rows)]
+        if len(lone):
+            claimed = np.zeros((rows + 2, columns + 2), bool)  # matched keypoints' cells, dilated by one
+            matched = c0[on_grid0]
+            for dy in (0, 1, 2):
+                for dx in (0, 1, 2):
+                    claimed[matched[:, 1] + dy, matched[:, 0] + dx] = True
+            lone = lone[~claimed[lone[:, 1] + 1, lone[:, 0] + 1]]
+            cells1[lone[:, 1] * columns + lone[:, 0]] = -1
     if not inside.any():
         return cells1, offsets1, refine
     shift, landing, c0, c1 = shift[inside], landing[inside], c0[inside], c1[inside]
@@ -109,12 +143,14 @@ class TeacherLabelPairs(Dataset):
         refine_radius: float = 3.0,
         photometric: PhotometricAugmentation | None = PhotometricAugmentation(),
         exclude: Sequence[str] = (),
+        negatives: bool = False,
     ) -> None:
         self.folders = [Path(f) for f in folders]
         self.size, self.stride, self.pairs_per_epoch, self.seed = size, stride, pairs_per_epoch, seed
         self.crop_scale, self.min_matches, self.refine_radius = crop_scale, min_matches, refine_radius
         self.photometric = photometric
         self.exclude = tuple(exclude)
+        self.negatives = negatives
         self.epoch = 0
         self.files: list[Path] = []
         self._labels: dict[Path, PairLabels | None] = {}  # label file -> its kept labels, read once a run
@@ -142,18 +178,21 @@ class TeacherLabelPairs(Dataset):
         labels = self._labels[self.files[int(rng.integers(len(self.files)))]]
         images = [read_gray(labels.image0), read_gray(labels.image1)]
         points = [labels.keypoints0.astype(np.float64), labels.keypoints1.astype(np.float64)]
+        lone = [labels.unmatched0.astype(np.float64), labels.unmatched1.astype(np.float64)]
         if rng.random() < 0.5:  # backward motion as often as forward
-            images, points = images[::-1], points[::-1]
+            images, points, lone = images[::-1], points[::-1], lone[::-1]
         aspect = self.size[0] / self.size[1]
         outputs = []
-        for image, pts in zip(images, points):
+        for image, pts, unmatched in zip(images, points, lone):
             box = crop_box((image.shape[1], image.shape[0]), aspect, rng.uniform(*self.crop_scale), rng)
             resized, transform = crop_and_resize(image, box, self.size)
             if self.photometric is not None:
                 resized = self.photometric(resized, rng)
-            outputs.append((resized, map_points(pts, transform)))
-        (image0, points0), (image1, points1) = outputs
-        cells1, offsets1, refine = sparse_targets(points0, points1, self.size, self.stride, self.refine_radius)
+            outputs.append((resized, map_points(pts, transform), map_points(unmatched, transform)))
+        (image0, points0, unmatched0), (image1, points1, _) = outputs
+        cells1, offsets1, refine = sparse_targets(
+            points0, points1, self.size, self.stride, self.refine_radius, unmatched0 if self.negatives else None
+        )
         sample = make_sample(image0, image1, cells1, offsets1)
         sample["refine"] = torch.from_numpy(refine)
         return sample

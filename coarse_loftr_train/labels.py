@@ -14,7 +14,8 @@ Each pair's labels are one ``.npz`` file in the output folder (``keypoints0``, `
 float32 ``[N, 2]`` in the ORIGINAL image pixels, OpenCV convention: x right, y down, pixel
 centres at integer coordinates; ``scores`` float32 ``[N]``; ``image0``, ``image1``: the image
 paths relative to the output folder; ``kind``; ``kept``: False for a pair the geometry
-rejected, kept so that a resumed run does not label it again). Files are written whole (to a
+rejected, kept so that a resumed run does not label it again; ``unmatched0``, ``unmatched1``:
+float16 ``[M, 2]``, each image's keypoints the teacher's matcher left without a partner). Files are written whole (to a
 temporary name, then renamed), so an interrupted run resumes where it stopped.
 
 ``coarse_loftr_train.label_pairs.TeacherLabelPairs`` turns the files into training pairs.
@@ -26,7 +27,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -262,6 +263,11 @@ class Teacher:
 
     def match(self, path0: Path, path1: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(keypoints0, keypoints1 float32 ``[N, 2]`` original pixels, scores ``[N]``, width of image 0)."""
+        k0, k1, scores, width0, _, _ = self.match_with_unmatched(path0, path1)
+        return k0, k1, scores, width0
+
+    def match_with_unmatched(self, path0: Path, path1: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+        """``match`` plus each image's keypoints that the matcher gave no partner (float32 ``[M, 2]``, original pixels)."""
         (f0, width0), (f1, _) = self.features(path0), self.features(path1)
         with self.torch.inference_mode():
             if self.name == "xfeat":
@@ -277,14 +283,34 @@ class Teacher:
         pairs = pairs.cpu().numpy().astype(np.int64)
         k0 = f0["keypoints"][0].cpu().numpy()[pairs[:, 0]].astype(np.float32)
         k1 = f1["keypoints"][0].cpu().numpy()[pairs[:, 1]].astype(np.float32)
-        return k0, k1, scores.cpu().numpy().astype(np.float32).reshape(-1), width0
+        unmatched = []
+        for features, used in ((f0, pairs[:, 0]), (f1, pairs[:, 1])):
+            points = features["keypoints"][0].cpu().numpy().astype(np.float32)
+            free = np.ones(len(points), bool)
+            free[used] = False
+            unmatched.append(points[free])
+        return k0, k1, scores.cpu().numpy().astype(np.float32).reshape(-1), width0, unmatched[0], unmatched[1]
 
 
 # --------------------------------------------------------------------------- the cache
 
 
-def write_labels(path: Path, pair: LabelPair, keypoints0: np.ndarray, keypoints1: np.ndarray, scores: np.ndarray, kept: bool) -> None:
-    """Write one pair's labels whole (temporary file, then rename)."""
+def write_labels(
+    path: Path,
+    pair: LabelPair,
+    keypoints0: np.ndarray,
+    keypoints1: np.ndarray,
+    scores: np.ndarray,
+    kept: bool,
+    unmatched0: np.ndarray | None = None,
+    unmatched1: np.ndarray | None = None,
+) -> None:
+    """Write one pair's labels whole (temporary file, then rename).
+
+    ``unmatched0`` / ``unmatched1``: the teacher's keypoints of each image that its matcher
+    gave no partner at all (not those the score or the geometry dropped: those are doubtful,
+    not absent), stored to 0.1 px; training may take their cells as "no match"."""
+    empty = np.zeros((0, 2), np.float32)
     folder = path.parent
     temporary = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(
@@ -296,13 +322,16 @@ def write_labels(path: Path, pair: LabelPair, keypoints0: np.ndarray, keypoints1
         keypoints0=keypoints0.astype(np.float32),
         keypoints1=keypoints1.astype(np.float32),
         scores=scores.astype(np.float32),
+        unmatched0=(empty if unmatched0 is None else unmatched0).astype(np.float16),
+        unmatched1=(empty if unmatched1 is None else unmatched1).astype(np.float16),
     )
     os.replace(temporary, path)
 
 
 @dataclass
 class PairLabels:
-    """One cached pair: absolute image paths and the kept matches (original pixels)."""
+    """One cached pair: absolute image paths, the kept matches and the keypoints the teacher
+    left unmatched (original pixels; empty ``[0, 2]`` in files written before they were stored)."""
 
     image0: Path
     image1: Path
@@ -310,6 +339,8 @@ class PairLabels:
     keypoints0: np.ndarray
     keypoints1: np.ndarray
     scores: np.ndarray
+    unmatched0: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    unmatched1: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
 
 def read_labels(path: str | Path) -> PairLabels | None:
@@ -325,6 +356,7 @@ def read_labels(path: str | Path) -> PairLabels | None:
             data["keypoints0"],
             data["keypoints1"],
             data["scores"],
+            *(data[k].astype(np.float32) if k in data else np.zeros((0, 2), np.float32) for k in ("unmatched0", "unmatched1")),
         )
 
 
@@ -366,12 +398,12 @@ def label_pairs(
         if path.is_file():
             summary.skipped += 1
             continue
-        k0, k1, scores, width = teacher.match(pair.image0, pair.image1)
+        k0, k1, scores, width, unmatched0, unmatched1 = teacher.match_with_unmatched(pair.image0, pair.image1)
         confident = scores >= verification.min_score
         k0, k1, scores = k0[confident], k1[confident], scores[confident]
         keep = verify(pair, k0, k1, width, verification)
         kept = int(keep.sum()) >= verification.min_matches
-        write_labels(path, pair, k0[keep], k1[keep], scores[keep], kept)
+        write_labels(path, pair, k0[keep], k1[keep], scores[keep], kept, unmatched0, unmatched1)
         summary.labelled += 1
         summary.kept += int(kept)
         summary.matches += int(keep.sum()) if kept else 0

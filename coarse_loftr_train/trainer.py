@@ -83,11 +83,13 @@ DEFAULTS: dict[str, Any] = {
         "depth_tolerance": 0.05,
         # Cached teacher labels of real footage (`coarse-loftr label`), mixed into kind homography:
         # folders of label files, the share of pairs drawn from them, the crop of each view
-        # (side relative to the largest crop of the model's aspect ratio) and path parts to leave out.
+        # (side relative to the largest crop of the model's aspect ratio), path parts to leave out, and
+        # whether out-of-view partners and the teacher's unmatched keypoints mark "no match" cells.
         "labels": [],
         "labels_share": 0.5,
         "labels_crop_scale": [0.6, 1.0],
         "labels_exclude": [],
+        "labels_negatives": False,
         # kind homography: a share of forward-motion pairs (forward_motion.ForwardMotionSampling)
         "forward_motion": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(ForwardMotionSampling()).items()},
     },
@@ -273,7 +275,7 @@ def build_datasets(settings: dict, stride: int) -> tuple[torch.utils.data.Datase
         if d["labels"] and d["labels_share"] > 0:
             labelled = TeacherLabelPairs(
                 d["labels"], size, stride, d["pairs_per_epoch"], seed=settings["seed"], crop_scale=tuple(d["labels_crop_scale"]),
-                photometric=photometric, exclude=d["labels_exclude"],
+                photometric=photometric, exclude=d["labels_exclude"], negatives=bool(d["labels_negatives"]),
             )
             share = float(d["labels_share"])
             train = MixedPairs([train, labelled], [1.0 - share, share], d["pairs_per_epoch"], seed=settings["seed"]) if share < 1 else labelled

@@ -127,6 +127,40 @@ def test_sparse_targets_agree_with_the_exact_homography_targets():
     assert len(np.unique(cells1[labelled])) == labelled.sum()  # one-to-one
 
 
+def test_negatives_mark_out_of_view_partners_and_lone_keypoints_away_from_matches():
+    size = (320, 240)
+    columns = size[0] // STRIDE
+    points0 = np.array([[64.0, 64.0], [160.0, 160.0], [32.0, 200.0]])
+    points1 = np.array([[70.0, 66.0], [400.0, 160.0], [31.0, 330.0]])  # the 2nd and 3rd land off image 1
+    lone = np.array([[240.0, 48.0], [80.0, 64.0], [-40.0, 10.0]])  # far from matches; next to the 1st; off image 0
+
+    def cell(x: float, y: float) -> int:
+        return int(round(y / STRIDE)) * columns + int(round(x / STRIDE))
+
+    without, _, _ = sparse_targets(points0, points1, size, STRIDE, 3.0)
+    assert (without >= 0).sum() == 1 and set(np.unique(without[without < 0])) == {UNKNOWN}
+    cells1, _, _ = sparse_targets(points0, points1, size, STRIDE, 3.0, unmatched0=lone)
+    assert cells1[cell(64, 64)] == cell(70, 66)  # the positive stays
+    assert cells1[cell(160, 160)] == -1 and cells1[cell(32, 200)] == -1  # out of view
+    assert cells1[cell(240, 48)] == -1  # a lone keypoint
+    assert cells1[cell(80, 64)] == UNKNOWN  # a lone keypoint beside a match: doubtful, left unknown
+    assert (cells1 == -1).sum() == 3
+    # a partner just past the border (within half a cell) is not called out of view
+    edge, _, _ = sparse_targets(np.array([[160.0, 160.0]]), np.array([[size[0] - STRIDE / 2 + 3.0, 160.0]]), size, STRIDE, 3.0, unmatched0=np.zeros((0, 2)))
+    assert (edge == -1).sum() == 0
+
+
+def test_label_files_keep_the_unmatched_keypoints_and_read_older_files_without_them(tmp_path):
+    pair = LabelPair(tmp_path / "a.png", tmp_path / "b.png", "video")
+    k = np.arange(6, dtype=np.float32).reshape(3, 2)
+    write_labels(tmp_path / "new.npz", pair, k, k + 1, np.ones(3), kept=True, unmatched0=np.array([[10.25, 20.5]]), unmatched1=np.zeros((0, 2)))
+    labels = read_labels(tmp_path / "new.npz")
+    assert np.allclose(labels.unmatched0, [[10.25, 20.5]], atol=0.05) and labels.unmatched1.shape == (0, 2)
+    np.savez_compressed(tmp_path / "old.npz", image0="a.png", image1="b.png", kind="video", kept=True, keypoints0=k, keypoints1=k, scores=np.ones(3))
+    old = read_labels(tmp_path / "old.npz")
+    assert old.unmatched0.shape == (0, 2) and old.unmatched1.shape == (0, 2) and np.array_equal(old.keypoints0, k)
+
+
 def test_crop_and_resize_maps_pixel_centres():
     image = np.zeros((200, 300), np.uint8)
     image[100, 150] = 255
@@ -168,6 +202,7 @@ def test_teacher_labels_are_cached_verified_and_resumable(freiburg_labels, tmp_p
     for path in files:
         labels = read_labels(path)
         assert labels is not None and labels.image0.is_file() and labels.image1.is_file()
+        assert 0 < len(labels.unmatched0) <= 1024 - len(labels.keypoints0)  # the teacher's keypoints without a partner
         assert len(labels.keypoints0) >= 50 and labels.keypoints0.shape == labels.keypoints1.shape
         # kept matches agree with one fundamental matrix (MAGSAC++ at 1 px): refit and check
         F, _ = cv2.findFundamentalMat(labels.keypoints0, labels.keypoints1, cv2.FM_8POINT)
