@@ -20,6 +20,7 @@ the point LoFTR's coarse supervision uses. Cell indices are row-major.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -29,9 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coarse_loftr_ros.backends.base import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
+from coarse_loftr_ros.backends.base import FINE_SCORE_NAME, INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
 
 from .config import ModelConfig
+from .correlation import CorrelationConfig, CorrelationRefinement
 from .model import CoarseLoFTR, similarity_matrix, window_offsets
 
 log = logging.getLogger(__name__)
@@ -303,17 +305,36 @@ def resolve_refinement(model: CoarseLoFTR, refinement: str) -> str:
 
 
 class FeatureMatcher(nn.Module):
-    """Per-frame features of two images (``FeatureExtractor``) -> the tensors named in ``OUTPUT_NAMES``."""
+    """Per-frame features of two images (``FeatureExtractor``) -> the tensors named in ``OUTPUT_NAMES``
+    (and ``FINE_SCORE_NAME`` with the fine stage, ``fine_stage``: ``coarse_loftr_train.correlation``).
 
-    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
+    With the fine stage the feature maps carry each image's pixels as their last ``stride^2``
+    channels (``FeatureExtractor``), so that the stage can read them."""
+
+    def __init__(
+        self,
+        model: CoarseLoFTR,
+        extraction: ExtractionConfig = ExtractionConfig(),
+        refinement: str = "auto",
+        fine_stage: CorrelationConfig | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.extraction = MatchExtraction(extraction)
         kind = REFINEMENTS[resolve_refinement(model, refinement)]
         learned = (model,) if issubclass(kind, OneWayRefinement) else ()  # learned ones read the model's weights
         self.refinement = kind(model.config.coarse_stride, *learned)
+        self.fine_stage = CorrelationRefinement(fine_stage) if fine_stage is not None else None
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        images = None
+        if self.fine_stage is not None:
+            (features0, image0), (features1, image1) = split_pixels(features0, self.model), split_pixels(features1, self.model)
+            images = image0, image1
+        return self.match(features0, features1, images)
+
+    def match(self, features0: torch.Tensor, features1: torch.Tensor, images: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+        """The outputs from feature maps without pixels and, for the fine stage, the images ``[1, H, W]``."""
         feat0, feat1 = self.model.transform(features0, features1, encoded=True)
         temperature = self.model.config.temperature
         similarity = similarity_matrix(feat0, feat1, temperature)
@@ -323,36 +344,66 @@ class FeatureMatcher(nn.Module):
             keypoints0, keypoints1 = self.refinement(features0, features1, cells0, cells1)
         else:
             keypoints0, keypoints1 = self.refinement(similarity, row_norm, column_norm, cells0, cells1, grid0, grid1)
-        return keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32)
+        outputs = (keypoints0, keypoints1, scores, scores > 0, cells0.to(torch.int32), cells1.to(torch.int32))
+        if self.fine_stage is None:
+            return outputs
+        keypoints0, keypoints1, fine_score = self.fine_stage(images[0], images[1], keypoints0, keypoints1)
+        return (keypoints0, keypoints1, *outputs[2:], fine_score)
+
+
+def append_pixels(features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """A feature map ``[1, C, H/s, W/s]`` with the image ``[1, 1, H, W]`` appended as ``s^2``
+    channels (a reinterpretation of its memory, as the fine features are carried)."""
+    return torch.cat([features, image.reshape(features.shape[0], -1, *features.shape[2:])], dim=1)
+
+
+def split_pixels(features: torch.Tensor, model: CoarseLoFTR) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undo ``append_pixels``: the feature map and the image ``[1, H, W]``."""
+    stride = model.config.coarse_stride
+    channels = stride * stride
+    rows, columns = features.shape[2], features.shape[3]
+    image = features[:, -channels:].reshape(features.shape[0], rows * stride, columns * stride)
+    return features[:, :-channels], image
 
 
 class FeatureExtractor(nn.Module):
     """One image ``[1, 1, H, W]`` -> all of matching that sees this image only (the sequence-mode
     first graph): CNN, position encoding, the transformer's leading self-attention layers
-    (``CoarseLoFTR.extract_features(..., encode=True)``)."""
+    (``CoarseLoFTR.extract_features(..., encode=True)``); with ``pixels`` the image itself too
+    (``append_pixels``), for the fine stage."""
 
-    def __init__(self, model: CoarseLoFTR) -> None:
+    def __init__(self, model: CoarseLoFTR, pixels: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.pixels = pixels
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model.extract_features(image, encode=True)
+        features = self.model.extract_features(image, encode=True)
+        return append_pixels(features, image) if self.pixels else features
 
 
 class ExportableMatcher(nn.Module):
-    """Two images ``[1, 1, H, W]`` in [0, 1] -> the tensors named in ``OUTPUT_NAMES``.
+    """Two images ``[1, 1, H, W]`` in [0, 1] -> the tensors named in ``OUTPUT_NAMES`` (and the
+    fine score with ``fine_stage``).
 
     Both images go through the CNN as one batch of two.
     """
 
-    def __init__(self, model: CoarseLoFTR, extraction: ExtractionConfig = ExtractionConfig(), refinement: str = "auto") -> None:
+    def __init__(
+        self,
+        model: CoarseLoFTR,
+        extraction: ExtractionConfig = ExtractionConfig(),
+        refinement: str = "auto",
+        fine_stage: CorrelationConfig | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
-        self.matcher = FeatureMatcher(model, extraction, refinement)
+        self.matcher = FeatureMatcher(model, extraction, refinement, fine_stage)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.model.extract_features(torch.cat([image0, image1], dim=0), encode=True)
-        return self.matcher(features[:1], features[1:])
+        images = (image0[:, 0], image1[:, 0]) if self.matcher.fine_stage is not None else None
+        return self.matcher.match(features[:1], features[1:], images)
 
 
 def sequence_graph_paths(path: str | Path) -> tuple[Path, Path]:
@@ -433,6 +484,7 @@ def export_onnx(
     model_name: str | None = None,
     sequence_graphs: bool = True,
     dynamic: bool = True,
+    fine_stage: CorrelationConfig | None = None,
 ) -> Path:
     """Write the pair-mode matcher (ONNX, opset 17) to ``output``.
 
@@ -445,6 +497,9 @@ def export_onnx(
     coarse stride up to ``max_input_size`` (metadata); the model config's
     ``input_width`` x ``input_height`` is the traced example and the runtime's default.
     ``dynamic=False``: fixed shapes of that size (use ``ModelConfig.with_input_size``).
+
+    ``fine_stage``: place each match by correlating image patches inside the graphs
+    (``coarse_loftr_train.correlation``); the graphs then also output ``fine_score``.
     """
     config: ModelConfig = model.config
     output = Path(output)
@@ -462,27 +517,29 @@ def export_onnx(
         "border": str(extraction.border),
         "refinement": refinement,
         "input_size": f"{config.input_width}x{config.input_height}",  # the default (the traced example)
+        "fine_stage": json.dumps(dataclasses.asdict(fine_stage)) if fine_stage is not None else "none",
     }
+    output_names = list(OUTPUT_NAMES) + ([FINE_SCORE_NAME] if fine_stage is not None else [])
     if dynamic:
         metadata["dynamic_input"] = "true"
         metadata["max_input_size"] = f"{max_columns * config.coarse_stride}x{max_rows * config.coarse_stride}"
     image_axes = {name: IMAGE_AXES for name in INPUT_NAMES} if dynamic else None
     image = torch.zeros(1, 1, config.input_height, config.input_width)
-    _export_graph(ExportableMatcher(model, extraction, refinement), (image, image), output, INPUT_NAMES, OUTPUT_NAMES, metadata, image_axes)
+    _export_graph(ExportableMatcher(model, extraction, refinement, fine_stage), (image, image), output, INPUT_NAMES, output_names, metadata, image_axes)
     if sequence_graphs:
         features_path, matching_path = sequence_graph_paths(output)
-        extractor = FeatureExtractor(model)
+        extractor = FeatureExtractor(model, pixels=fine_stage is not None)
         with torch.no_grad():
             features = extractor(image)  # an example input for tracing the matching graph
         feature_axes = {"image": IMAGE_AXES, "features": FEATURE_AXES} if dynamic else None
         _export_graph(extractor, (image,), features_path, ["image"], ["features"], metadata, feature_axes)
         matching_axes = {"features0": FEATURE_AXES, "features1": FEATURE_AXES} if dynamic else None
         _export_graph(
-            FeatureMatcher(model, extraction, refinement), (features, features), matching_path,
-            ["features0", "features1"], OUTPUT_NAMES, metadata, matching_axes,
+            FeatureMatcher(model, extraction, refinement, fine_stage), (features, features), matching_path,
+            ["features0", "features1"], output_names, metadata, matching_axes,
         )
     log.info(
-        "wrote %s (%s %dx%d input, top-%d, refinement %s)", output, "dynamic, default" if dynamic else "fixed",
-        config.input_width, config.input_height, top_k, refinement,
+        "wrote %s (%s %dx%d input, top-%d, refinement %s, fine stage %s)", output, "dynamic, default" if dynamic else "fixed",
+        config.input_width, config.input_height, top_k, refinement, "on" if fine_stage is not None else "off",
     )
     return output

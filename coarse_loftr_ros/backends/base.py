@@ -16,6 +16,10 @@ INPUT_NAMES = ("image0", "image1")  # float32 [1, 1, H, W], grayscale in [0, 1]
 OUTPUT_NAMES = ("keypoints0", "keypoints1", "confidence", "valid", "cells0", "cells1")
 # keypoints0/1: float32 [1, K, 2] model-input pixels (x, y), pixel centres at integers;
 # confidence: float32 [1, K] descending; valid: bool [1, K]; cells0/1: int32 [1, K].
+FINE_SCORE_NAME = "fine_score"
+# Graphs exported with the fine stage (`coarse-loftr export --fine-stage`) also output the fine
+# score float32 [1, K]: the ZNCC of the matched patches in [-1, 1], -1 where it could not be
+# measured (coarse_loftr_train.correlation).
 METADATA_PREFIX = "coarse_loftr."
 
 
@@ -31,6 +35,7 @@ class RawMatches:
     confidence: np.ndarray  # float32 (N,)
     cells0: np.ndarray  # int32 (N,)
     cells1: np.ndarray  # int32 (N,)
+    fine_score: np.ndarray | None = None  # float32 (N,), from a graph with the fine stage; else None
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, np.ndarray]) -> "RawMatches":
@@ -42,6 +47,9 @@ class RawMatches:
             confidence=np.asarray(outputs["confidence"], dtype=np.float32).reshape(-1)[valid],
             cells0=np.asarray(outputs["cells0"]).reshape(-1)[valid].astype(np.int32),
             cells1=np.asarray(outputs["cells1"]).reshape(-1)[valid].astype(np.int32),
+            fine_score=(
+                np.asarray(outputs[FINE_SCORE_NAME], dtype=np.float32).reshape(-1)[valid] if FINE_SCORE_NAME in outputs else None
+            ),
         )
 
 

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from ..errors import ModelError
 from ..preprocess import DEFAULT_INPUT_SIZE, check_input_size
-from .base import METADATA_PREFIX, OUTPUT_NAMES, RawMatches, parse_size
+from .base import FINE_SCORE_NAME, METADATA_PREFIX, OUTPUT_NAMES, RawMatches, parse_size
 from .extraction import extract_matches
 
 # Threshold applied to models that output a full confidence matrix (the released
@@ -79,6 +79,8 @@ class OnnxRuntimeBackend:
         outputs = self.session.get_outputs()
         self.output_names = [o.name for o in outputs]
         self.exported = set(OUTPUT_NAMES) <= set(self.output_names)
+        # The match outputs, and the fine score where the graph has the fine stage.
+        self.match_outputs = list(OUTPUT_NAMES) + ([FINE_SCORE_NAME] if FINE_SCORE_NAME in self.output_names else [])
         self.dynamic_input = not all(isinstance(d, int) for d in shapes[0][2:])
         if self.dynamic_input and not self.exported:
             raise ModelError(f"ONNX model {self.model_path} has a dynamic input size but not the outputs of `coarse-loftr export`; export it with fixed shapes")
@@ -130,8 +132,8 @@ class OnnxRuntimeBackend:
 
     def match_features(self, features0: np.ndarray, features1: np.ndarray) -> RawMatches:
         """Matches from two feature maps of ``features``."""
-        values = self.matching_session.run(list(OUTPUT_NAMES), {"features0": features0, "features1": features1})
-        return RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, values)))
+        values = self.matching_session.run(self.match_outputs, {"features0": features0, "features1": features1})
+        return RawMatches.from_outputs(dict(zip(self.match_outputs, values)))
 
     def _matrix_stride(self, shape: list) -> int:
         width, height = self.input_size
@@ -155,7 +157,7 @@ class OnnxRuntimeBackend:
     def run(self, image0: np.ndarray, image1: np.ndarray) -> RawMatches:
         feeds = {self.input_names[0]: image0, self.input_names[1]: image1}
         if self.exported:
-            values = self.session.run(list(OUTPUT_NAMES), feeds)
-            return RawMatches.from_outputs(dict(zip(OUTPUT_NAMES, values)))
+            values = self.session.run(self.match_outputs, feeds)
+            return RawMatches.from_outputs(dict(zip(self.match_outputs, values)))
         (confidence,) = self.session.run(self.output_names[:1], feeds)
         return extract_matches(confidence, self.grid, self.grid, self.stride, MATRIX_MODEL_THRESHOLD)

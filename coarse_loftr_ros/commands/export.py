@@ -41,6 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="sub-cell refinement in the graph (default auto: the model's learned one both ways, else the 3x3 expectation)",
     )
+    parser.add_argument(
+        "--fine-stage", action="store_true",
+        help="also place each match by correlating 7x7 image patches inside the graphs (within 2 px; outputs fine_score: docs/model.md)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         from coarse_loftr_train.checkpoint import load_model
+        from coarse_loftr_train.correlation import CorrelationConfig
         from coarse_loftr_train.export import ExtractionConfig, export_onnx
     except ImportError as error:
         raise BackendUnavailableError.from_import("export", error, "`pip install torch==2.13.0 onnx`") from None
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"{error}; pick --width/--height divisible by it") from None
     extraction = ExtractionConfig(top_k=args.top_k, threshold=args.threshold, border=args.border)
     try:
-        path = export_onnx(model, make_parent(args.output), extraction, args.refinement, dynamic=not args.static)
+        fine_stage = CorrelationConfig() if args.fine_stage else None
+        path = export_onnx(model, make_parent(args.output), extraction, args.refinement, dynamic=not args.static, fine_stage=fine_stage)
     except ValueError as error:  # e.g. --refinement learned for a model without one
         raise ModelError(str(error)) from None
     kind = "fixed" if args.static else "dynamic height and width, default"

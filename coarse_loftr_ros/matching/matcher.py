@@ -33,6 +33,13 @@ STEP_TIMINGS = ("prior", "search", "rewarp")
 DEFAULT_MAX_MODEL_RUNS = 3
 """Model runs a pair may cost with the defaults: the upright view and two more (``steps``)."""
 
+DEFAULT_MIN_FINE_SCORE = 0.7
+"""Least fine score (ZNCC of the matched 7x7 patches) of a returned match, for graphs with the
+fine stage: the score the stage itself needs to move a match (``CorrelationConfig.min_score``)."""
+
+MIN_FINE_KEPT = 20
+"""Below this many matches over ``min_fine_score`` a pair keeps all (as the polish's ``min_polished``)."""
+
 
 @dataclass(frozen=True)
 class FrameFeatures:
@@ -65,6 +72,10 @@ class Matcher:
         lk_refinement: polish matches to sub-pixel accuracy with pyramidal Lucas-Kanade and
             drop those whose forward-backward track disagrees (``LKRefinement``; True: its
             defaults, False: off, returning the model's positions).
+        min_fine_score: with a model whose graphs have the fine stage (``coarse-loftr export
+            --fine-stage``: each match placed by correlating image patches, scored by their ZNCC
+            in [-1, 1]), drop the matches scoring below this, unless fewer than
+            ``MIN_FINE_KEPT`` would remain; None: keep them all. Without the stage: no effect.
         rotation_search: when the upright pair matches weakly, also match image 1 turned by
             ``SEARCH_ANGLES``, then scaled by ``SEARCH_SCALES`` at the best angle, and keep the
             best view (``rotation_search`` module).
@@ -110,6 +121,7 @@ class Matcher:
         threshold: float | None = None,
         max_matches: int | None = None,
         lk_refinement: bool | LKRefinement = True,
+        min_fine_score: float | None = DEFAULT_MIN_FINE_SCORE,
         rotation_search: bool = True,
         rewarp: bool = True,
         max_model_runs: int = DEFAULT_MAX_MODEL_RUNS,
@@ -122,6 +134,7 @@ class Matcher:
         self.threshold = threshold
         self.max_matches = max_matches
         self.lk_refinement = lk_refinement
+        self.min_fine_score = None if min_fine_score is None else float(min_fine_score)
         self.rotation_search = bool(rotation_search)
         self.rewarp = bool(rewarp)
         if not (input_size is None or input_size == "auto" or isinstance(input_size, (tuple, list))):
@@ -423,6 +436,10 @@ class Matcher:
         if self.threshold is not None:
             index = index[raw.confidence[index] >= self.threshold]
         index = index[: self.max_matches or None]  # 0 and None: no cap; the model's order is by confidence
+        if raw.fine_score is not None and self.min_fine_score is not None:
+            trusted = raw.fine_score[index] >= self.min_fine_score
+            if trusted.sum() >= MIN_FINE_KEPT:  # else a pair the stage cannot follow keeps its matches
+                index = index[trusted]
         keypoints0 = box0.to_original_clipped(raw.keypoints0[index])
         keypoints1 = view_box.to_original_clipped(raw.keypoints1[index])
         cells1 = raw.cells1[index]

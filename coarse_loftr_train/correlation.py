@@ -1,0 +1,186 @@
+"""The fine stage inside the exported graphs: each match placed by correlating image patches.
+
+After the coarse match and the learned refinement a match is right to a few model-input pixels.
+This stage compares the ``patch x patch`` square of image 0 about the match's point with the
+squares of image 1 at every whole-pixel shift within ``search`` pixels of the match's point
+there, by zero-mean normalised cross-correlation (ZNCC: blind to a change of brightness and
+contrast), and moves the point to the best shift plus a sub-pixel step. The peak's ZNCC is the
+match's **fine score**: near 1 where the patches agree, low where the position cannot be
+trusted (a wrong match, an occlusion, a flat or repetitive patch). A peak on the search border
+(the true shift may lie beyond), and a match whose squares would cross the image's edge, score -1.
+
+It does what the Lucas-Kanade polish does after the graph, but inside it: a fixed amount of work
+per match (two small gathers from the images, static slices of them, one batched matrix
+product; no pass over the whole image), so it runs on ONNX Runtime, TensorRT and torch alike, on the GPU
+where the graph runs there.
+
+Coordinates: model-input pixels (x right, y down, pixel centres at integers). Image 0's square
+is centred on the match's point rounded to a whole pixel, which becomes the returned point;
+image 1's search starts at its point moved by the same rounding (locally a translation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .model import window_offsets
+
+
+@dataclass(frozen=True)
+class CorrelationConfig:
+    """Settings of the fine stage baked into an exported graph.
+
+    Attributes:
+        patch: side of the compared squares, model-input pixels (odd).
+        search: largest shift tried each way, pixels; ``(2 search + 1)^2`` shifts.
+        min_score: the fine score below which a match keeps the position it came with (the
+            runtime drops such matches, ``Matcher(fine_stage=...)``; this only sets where they
+            stay in the graph's output).
+        subpixel: ``gradient``: one Gauss-Newton step of the normalised squares from the best
+            whole-pixel shift, with the mean of both images' gradients (efficient second-order
+            minimisation, Benhimane and Malis 2004); ``parabola``: the vertex of a parabola
+            through the scores beside the peak, each axis on its own.
+    """
+
+    patch: int = 7
+    search: int = 2
+    min_score: float = 0.7
+    subpixel: str = "gradient"
+
+    def __post_init__(self) -> None:
+        if self.patch < 3 or self.patch % 2 == 0:
+            raise ValueError(f"the correlation patch must be odd and at least 3 pixels, got {self.patch}")
+        if self.search < 1:
+            raise ValueError(f"the correlation search must be at least 1 pixel, got {self.search}")
+        if self.subpixel not in ("gradient", "parabola"):
+            raise ValueError(f"subpixel must be gradient or parabola, got {self.subpixel!r}")
+
+
+class CorrelationRefinement(nn.Module):
+    """Images ``[1, H, W]`` and matched points ``[1, K, 2]`` -> (points0, points1 ``[1, K, 2]``, fine score ``[1, K]``)."""
+
+    def __init__(self, config: CorrelationConfig = CorrelationConfig()) -> None:
+        super().__init__()
+        self.config = config
+        side = 2 * config.search + 1
+        ring_x, ring_y = window_offsets(config.patch + 2)  # a square with a one-pixel ring (for the gradients)
+        self.register_buffer("ring_x", ring_x[None, None], persistent=False)  # [1, 1, (P+2)^2]
+        self.register_buffer("ring_y", ring_y[None, None], persistent=False)
+        rows = config.patch + 2 * config.search  # of the searched area
+        # diagonals[(r, i), sy] = 1 where area row r meets template row i at shift sy (r = sy + i);
+        # bands[r, sy] = 1 where area row r lies in the square at shift sy.
+        r, i, sy = torch.meshgrid(torch.arange(rows), torch.arange(config.patch), torch.arange(side), indexing="ij")
+        self.register_buffer("diagonals", (r == sy + i).float().reshape(rows * config.patch, side), persistent=False)
+        r, sy = torch.meshgrid(torch.arange(rows), torch.arange(side), indexing="ij")
+        self.register_buffer("bands", ((r >= sy) & (r < sy + config.patch)).float(), persistent=False)
+        shift_x, shift_y = window_offsets(side)
+        self.register_buffer("steps", torch.stack([shift_x, shift_y], dim=1).float(), persistent=False)  # [S, 2]
+
+    @staticmethod
+    def _squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
+        """The ``side x side`` squares of ``image`` ``[1, H, W]`` centred on the whole pixels ``x``,
+        ``y`` (int ``[1, K, 1]``), ``[1, K, side, side]``: one gather, a centre's index plus one
+        small offset table. A centre too near the border is moved in until its square fits
+        (``forward`` gives such matches no score)."""
+        margin = side // 2
+        height, width = image.shape[1], image.shape[2]
+        dx, dy = (t.to(x.device) for t in window_offsets(side))
+        offsets = (dy * width + dx).reshape(1, 1, -1)  # [1, 1, side^2], row-major
+        centre = y.clamp(margin, height - 1 - margin) * width + x.clamp(margin, width - 1 - margin)  # [1, K, 1]
+        return image.reshape(-1)[(centre + offsets).reshape(-1)].reshape(*x.shape[:2], side, side)
+
+    def forward(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        config = self.config
+        patch, side = config.patch, 2 * config.search + 1
+        ring, area = patch + 2, patch + 2 * config.search + 2
+        batch, count = points0.shape[:2]
+        centre0 = torch.round(points0)
+        start1 = torch.round(points1 + (centre0 - points0))
+        x0, y0 = centre0[..., :1].long(), centre0[..., 1:].long()  # [1, K, 1]
+        x1, y1 = start1[..., :1].long(), start1[..., 1:].long()
+        square0 = self._squares(image0, x0, y0, ring)  # [1, K, P+2, P+2]
+        area1 = self._squares(image1, x1, y1, area)  # [1, K, A+2, A+2]
+        inner = area1[..., 1:-1, 1:-1]  # [1, K, A, A]: every pixel a shifted square can reach
+        template = square0[..., 1:-1, 1:-1]
+        template = template - template.mean(dim=(2, 3), keepdim=True)  # [1, K, P, P]
+        # Correlation without building the S shifted squares: each row of the area, cut into
+        # its ``side`` horizontal windows [1, K, A, sx, P], times every template row at once
+        # (one batched product), then summed along the diagonals (area row sy + i with template
+        # row i) by a product with a constant 0/1 matrix. The windows' sums and sums of squares,
+        # for the normalisation, the same way (area rows sy .. sy + P - 1). A few large ops
+        # instead of many small ones: ONNX Runtime's cost here is per op.
+        rows = area - 2
+        columns = torch.stack([inner[..., :, j : j + patch] for j in range(side)], dim=2)  # [1, K, sx, A, P]
+        products = torch.matmul(columns.reshape(batch, count, -1, patch), template.transpose(2, 3))  # [1, K, sx * A, i]
+        numerator = torch.matmul(products.reshape(batch, count, side, rows * patch), self.diagonals)  # [1, K, sx, sy]
+        row_sums = torch.stack([columns.sum(dim=4), (columns * columns).sum(dim=4)], dim=2)  # [1, K, 2, sx, A]
+        window_sum, window_squares = torch.matmul(row_sums, self.bands).unbind(dim=2)  # [1, K, sx, sy]
+        pixels = float(patch * patch)
+        window_var = (window_squares - window_sum * window_sum / pixels).clamp_min(0.0)
+        template_var = (template * template).sum(dim=(2, 3))[:, :, None, None]
+        zncc = (numerator * torch.rsqrt(window_var * template_var + 1e-6)).transpose(2, 3).reshape(batch, count, side * side)
+        best = torch.argmax(zncc, dim=2, keepdim=True)  # [1, K, 1]
+        peak = torch.gather(zncc, 2, best)[..., 0]
+        row = torch.div(best, side, rounding_mode="trunc")
+        column = best - row * side
+        on_border = (row == 0) | (row == side - 1) | (column == 0) | (column == side - 1)
+        if config.subpixel == "gradient":
+            # image 1's square at the best shift, with its ring, read from the area
+            index = (row + self.ring_y + ring // 2) * area + (column + self.ring_x + ring // 2)  # [1, K, (P+2)^2]
+            square1 = torch.gather(area1.reshape(batch, count, -1), 2, index).reshape(batch, count, ring, ring)
+            offset = _gauss_newton(square0, square1)
+        else:
+            row, column = row.clamp(1, side - 2), column.clamp(1, side - 2)
+            at = row * side + column
+            around = torch.gather(zncc, 2, torch.cat([at - 1, at + 1, at - side, at + side, at], dim=2))  # left, right, up, down, centre
+            left, right, up, down, centre = around.unbind(dim=2)
+            offset = torch.stack([_parabola(left, centre, right), _parabola(up, centre, down)], dim=2)
+        step = self.steps[best[..., 0]]  # [1, K, 2]
+        moved = start1 + step + offset
+        height, width = image0.shape[1], image0.shape[2]
+        margin0, margin1 = ring // 2, area // 2
+        near_edge = (x0 < margin0) | (x0 > width - 1 - margin0) | (y0 < margin0) | (y0 > height - 1 - margin0)
+        near_edge = near_edge | (x1 < margin1) | (x1 > width - 1 - margin1) | (y1 < margin1) | (y1 > height - 1 - margin1)
+        score = torch.where((on_border | near_edge)[..., 0], torch.full_like(peak, -1.0), peak)
+        good = (score >= config.min_score)[..., None]
+        return torch.where(good, centre0, points0), torch.where(good, moved, points1), score
+
+
+def _gauss_newton(square0: torch.Tensor, square1: torch.Tensor) -> torch.Tensor:
+    """The shift ``[1, K, 2]`` (within +-1 pixel) that moves image 1's square ``[1, K, P+2, P+2]``
+    onto image 0's: one Gauss-Newton step on the inner ``P x P`` pixels, both zero-mean and of
+    unit spread, with the mean of the two squares' central-difference gradients."""
+
+    def normalised(square: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inner = square[:, :, 1:-1, 1:-1]
+        mean = inner.mean(dim=(2, 3), keepdim=True)
+        spread = torch.sqrt(((inner - mean) ** 2).mean(dim=(2, 3), keepdim=True) + 1e-6)
+        square = (square - mean) / spread
+        gx = 0.5 * (square[:, :, 1:-1, 2:] - square[:, :, 1:-1, :-2])
+        gy = 0.5 * (square[:, :, 2:, 1:-1] - square[:, :, :-2, 1:-1])
+        return square[:, :, 1:-1, 1:-1].flatten(2), gx.flatten(2), gy.flatten(2)
+
+    t, tx, ty = normalised(square0)
+    w, wx, wy = normalised(square1)
+    gx, gy = 0.5 * (tx + wx), 0.5 * (ty + wy)
+    residual = t - w
+    a, b, c = (gx * gx).sum(2), (gx * gy).sum(2), (gy * gy).sum(2)
+    u, v = (gx * residual).sum(2), (gy * residual).sum(2)
+    determinant = a * c - b * b
+    solvable = determinant > 1e-6 * (a + c) ** 2 + 1e-9
+    safe = torch.where(solvable, determinant, torch.ones_like(determinant))
+    dx = torch.where(solvable, (c * u - b * v) / safe, torch.zeros_like(u))
+    dy = torch.where(solvable, (a * v - b * u) / safe, torch.zeros_like(v))
+    return torch.stack([dx, dy], dim=2).clamp(-1.0, 1.0)
+
+
+def _parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel offset, within +-0.5, of the vertex of the parabola through three equally spaced
+    values whose middle one is the largest (0 where they are flat)."""
+    curvature = minus - 2.0 * centre + plus
+    bent = curvature < -1e-6
+    offset = 0.5 * (minus - plus) / torch.where(bent, curvature, torch.full_like(curvature, -1.0))
+    return torch.where(bent, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))

@@ -1,0 +1,153 @@
+"""The fine stage inside the graphs: correlation of image patches places and scores each match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from coarse_loftr_ros import Matcher  # noqa: E402
+from coarse_loftr_ros.backends.base import FINE_SCORE_NAME, OUTPUT_NAMES, RawMatches  # noqa: E402
+from coarse_loftr_train.checkpoint import load_model  # noqa: E402
+from coarse_loftr_train.correlation import CorrelationConfig, CorrelationRefinement  # noqa: E402
+from coarse_loftr_train.export import ExportableMatcher, export_onnx, sequence_graph_paths  # noqa: E402
+from matching import assert_same_matches  # noqa: E402
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "coarse_loftr_ros" / "models" / "default.pt"
+NAMES = list(OUTPUT_NAMES) + [FINE_SCORE_NAME]
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def _grid(image: np.ndarray, step: int = 16, margin: int = 24) -> np.ndarray:
+    ys, xs = np.mgrid[margin : image.shape[0] - margin : step, margin : image.shape[1] - margin : step]
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+
+def _run(stage: CorrelationRefinement, image0, image1, points0, points1):
+    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
+    with torch.no_grad():
+        q0, q1, score = stage(tensor(image0 / 255.0), tensor(image1 / 255.0), tensor(points0), tensor(points1))
+    return q0[0].numpy(), q1[0].numpy(), score[0].numpy()
+
+
+@pytest.mark.parametrize("subpixel", ["gradient", "parabola"])
+@pytest.mark.parametrize("shift", [(2.3, -1.6), (0.5, 0.5), (-1.25, 0.1)])
+def test_a_known_subpixel_shift_is_recovered_and_scored_high(freiburg_frames, subpixel, shift):
+    image0 = _gray(freiburg_frames[0])
+    image1 = cv2.warpAffine(image0, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), image0.shape[::-1], flags=cv2.INTER_CUBIC)
+    points0 = _grid(image0) + 0.3  # not on whole pixels: the stage rounds image 0's point and moves image 1's with it
+    start = points0 + np.float32(shift) + np.random.default_rng(0).uniform(-1.0, 1.0, points0.shape).astype(np.float32)
+    q0, q1, score = _run(CorrelationRefinement(CorrelationConfig(subpixel=subpixel)), image0, image1, points0, start)
+    trusted = score >= 0.7
+    assert trusted.mean() > 0.5  # the frame is blurred in places: flat patches may score low
+    assert np.array_equal(q0[trusted], np.round(points0[trusted]))
+    error = np.linalg.norm(q1[trusted] - (q0[trusted] + shift), axis=1)
+    assert np.median(error) < (0.3 if subpixel == "gradient" else 0.35)  # half a pixel is the hardest case
+    assert np.percentile(error, 90) < 0.8
+    start_error = np.linalg.norm(start[trusted] - (points0[trusted] + shift), axis=1)
+    assert np.median(error) < 0.5 * np.median(start_error)
+    # untrusted matches keep the positions they came with
+    assert np.array_equal(q1[~trusted], start[~trusted]) and np.array_equal(q0[~trusted], points0[~trusted])
+
+
+def test_wrong_matches_score_low_and_edges_and_far_shifts_are_not_scored(freiburg_frames):
+    image0 = _gray(freiburg_frames[3])
+    shift = np.float32([1.5, 0.7])
+    image1 = cv2.warpAffine(image0, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), image0.shape[::-1], flags=cv2.INTER_LINEAR)
+    points0 = _grid(image0, step=24)
+    rng = np.random.default_rng(1)
+    wrong = rng.uniform([40, 40], [600, 440], points0.shape).astype(np.float32)
+    _, _, score = _run(CorrelationRefinement(), image0, image1, points0, wrong)
+    assert np.mean(score >= 0.7) < 0.15
+    _, _, score_right = _run(CorrelationRefinement(), image0, image1, points0, points0 + shift)
+    assert np.mean(score_right >= 0.7) > 0.5 and np.mean(score_right >= 0.7) > 4 * np.mean(score >= 0.7)
+    # a square crossing the image edge, and a best shift on the search border, score -1
+    edge = np.float32([[2.0, 100.0], [300.0, 478.0]])
+    _, _, score_edge = _run(CorrelationRefinement(), image0, image0, edge, edge)
+    assert np.all(score_edge == -1.0)
+    inside = _grid(image0, step=48, margin=48)
+    _, _, score_far = _run(CorrelationRefinement(CorrelationConfig(search=2)), image0, image0, inside, inside + 6.0)
+    assert np.mean(score_far == -1.0) > 0.8
+
+
+def test_bad_settings_are_refused_in_one_line():
+    for bad in (dict(patch=6), dict(patch=1), dict(search=0), dict(subpixel="spline")):
+        with pytest.raises(ValueError, match="patch|search|subpixel"):
+            CorrelationConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def fine_stage_model(tmp_path_factory) -> Path:
+    """The shipped checkpoint exported with the fine stage (pair and sequence graphs)."""
+    path = tmp_path_factory.mktemp("fine") / "fine.onnx"
+    return export_onnx(load_model(DEFAULT_CHECKPOINT), path, fine_stage=CorrelationConfig())
+
+
+def _inputs(frames, a, b):
+    return [(_gray(frames[i]).astype(np.float32) / 255.0)[None, None] for i in (a, b)]
+
+
+def _assert_nearly_same(actual: RawMatches, expected: RawMatches) -> None:
+    """The same matches (cells and confidences); positions and fine scores equal for at least 95 %
+    of them (a point near a half pixel may round to either whole pixel, and a near-tie between two
+    shifts go either way, between runtimes, moving a match by up to
+    a pixel or two: see the test below)."""
+    assert_same_matches(actual, expected, keypoint_atol=2.5)
+    table = {key: (k1, score) for key, k1, score in zip(zip(expected.cells0.tolist(), expected.cells1.tolist()), expected.keypoints1, expected.fine_score)}
+    same = [
+        np.abs(k1 - table[key][0]).max() < 0.01 and abs(score - table[key][1]) < 1e-3
+        for key, k1, score in zip(zip(actual.cells0.tolist(), actual.cells1.tolist()), actual.keypoints1, actual.fine_score)
+    ]
+    assert np.mean(same) > 0.95
+
+
+@pytest.mark.slow
+def test_graphs_with_the_fine_stage_equal_torch_and_each_other(fine_stage_model, freiburg_frames):
+    proto = onnx.load(str(fine_stage_model))
+    assert [o.name for o in proto.graph.output] == NAMES
+    assert '"patch": 7' in {p.key: p.value for p in proto.metadata_props}["coarse_loftr.fine_stage"]
+    x0, x1 = _inputs(freiburg_frames, 0, 2)
+    pair = ort.InferenceSession(str(fine_stage_model), providers=["CPUExecutionProvider"])
+    ours = RawMatches.from_outputs(dict(zip(NAMES, pair.run(NAMES, {"image0": x0, "image1": x1}))))
+    wrapper = ExportableMatcher(load_model(DEFAULT_CHECKPOINT), fine_stage=CorrelationConfig()).eval()
+    with torch.no_grad():
+        expected = RawMatches.from_outputs({n: t.numpy() for n, t in zip(NAMES, wrapper(torch.from_numpy(x0), torch.from_numpy(x1)))})
+    assert ours.fine_score is not None and len(ours.fine_score) == len(ours.confidence) > 300
+    # The same matches; a match whose best shift is a near-tie between two whole-pixel shifts
+    # may land on either between runtimes: compare match by match, and require nearly all equal.
+    _assert_nearly_same(ours, expected)
+    assert 0.1 < np.mean(ours.fine_score >= 0.7) < 1.0
+    features_path, matching_path = sequence_graph_paths(fine_stage_model)
+    features = ort.InferenceSession(str(features_path), providers=["CPUExecutionProvider"])
+    matching = ort.InferenceSession(str(matching_path), providers=["CPUExecutionProvider"])
+    f0, f1 = (features.run(None, {"image": x})[0] for x in (x0, x1))
+    staged = RawMatches.from_outputs(dict(zip(NAMES, matching.run(NAMES, {"features0": f0, "features1": f1}))))
+    _assert_nearly_same(staged, ours)
+
+
+@pytest.mark.slow
+def test_matcher_drops_matches_below_the_fine_score_in_pair_and_sequence_mode(fine_stage_model, freiburg_frames):
+    image0, image1 = _gray(freiburg_frames[0]), _gray(freiburg_frames[2])
+    everything = Matcher(model=fine_stage_model, lk_refinement=False, min_fine_score=None).match(image0, image1)
+    trusted = Matcher(model=fine_stage_model, lk_refinement=False).match(image0, image1)
+    strict = Matcher(model=fine_stage_model, lk_refinement=False, min_fine_score=0.95).match(image0, image1)
+    assert len(everything.keypoints0) > len(trusted.keypoints0) > len(strict.keypoints0) >= 20
+    # the trusted matches are the ones of "everything" that the stage scored high: a subset
+    pairs = lambda r: set(zip(r.cells0.tolist(), r.cells1.tolist()))  # noqa: E731
+    assert pairs(strict) <= pairs(trusted) <= pairs(everything)
+    # sequence mode gives the pair's matches too
+    sequence = Matcher(model=fine_stage_model, lk_refinement=False)
+    assert sequence.match_next(image0) is None
+    assert pairs(sequence.match_next(image1)) == pairs(trusted)
+    # a model without the stage ignores the setting
+    plain = Matcher(lk_refinement=False, min_fine_score=0.99).match(image0, image1)
+    assert len(plain.keypoints0) == len(Matcher(lk_refinement=False).match(image0, image1).keypoints0)
