@@ -8,7 +8,10 @@ alignment by a transform: so its accuracy can be compared with the polish's on t
 before it goes into a graph. A match is dropped when its fine score is below ``min_score`` (as
 the polish drops a failed track, keeping all when fewer than ``min_kept`` pass).
 
-    python scripts/fine_stage_prototype.py [--limit N] [--json runs/fine_stage.json]
+    python scripts/fine_stage_prototype.py [--limit N] [--patch 7 --search 2] [--only "stage, gradient"] [--no-sequence]
+
+(The graphs themselves: ``coarse-loftr export --fine-stage`` and ``scripts/evaluate_dev.py
+--no-polish``; this script is how the stage's settings were chosen, docs/log/2026-12-06.md.)
 
 One run, the same pairs for every method: the shipped ``Matcher()`` with the polish, without
 it, with this stage instead, and with this stage then the polish. Scores as
@@ -94,24 +97,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--min-score", type=float, default=0.7)
-    parser.add_argument("--patch", type=int, default=9)
-    parser.add_argument("--search", type=int, default=3)
+    parser.add_argument("--patch", type=int, default=7)
+    parser.add_argument("--search", type=int, default=2)
     parser.add_argument("--only", default=None, help="method names to run, separated by |")
     parser.add_argument("--no-sequence", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    def config(subpixel: str, iterations: int = 2) -> CorrelationConfig:
-        return CorrelationConfig(args.patch, args.search, args.min_score, subpixel, iterations)
+    def config(subpixel: str) -> CorrelationConfig:
+        return CorrelationConfig(args.patch, args.search, args.min_score, subpixel)
 
-    stage = CorrelationStage(config("gradient", 2))
+    stage = CorrelationStage(config("gradient"))
     methods = {
         "polish (today)": Matcher(),
         "no polish": Matcher(lk_refinement=False),
         "stage, parabola": Matcher(lk_refinement=CorrelationStage(config("parabola"))),
-        "stage, gradient x2": Matcher(lk_refinement=stage),
-        "stage, gradient x3": Matcher(lk_refinement=CorrelationStage(config("gradient", 3))),
-        "stage x2 + polish": Matcher(lk_refinement=Both(CorrelationStage(config("gradient", 2)), LKRefinement())),
+        "stage, gradient": Matcher(lk_refinement=stage),
+        "stage + polish": Matcher(lk_refinement=Both(CorrelationStage(config("gradient")), LKRefinement())),
     }
     if args.only:
         methods = {k: v for k, v in methods.items() if k in args.only.split("|")}
@@ -134,7 +136,7 @@ def main() -> None:
     if strides := evaluate_dev.markdown_strides(results):
         print()
         print(strides)
-    print(f"\nthe stage (gradient x2) in eager torch: {stage.calls} calls, {stage.ms / max(stage.calls, 1):.2f} ms a call (not the graph's cost)")
+    print(f"\nthe stage (gradient) in eager torch: {stage.calls} calls, {stage.ms / max(stage.calls, 1):.2f} ms a call (not the graph's cost)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
