@@ -115,3 +115,23 @@ def test_bench_times_the_matcher_under_a_time_budget(tmp_path, exported_model, f
     hurried = run_benchmark(load_frames(frames, 2), exported_model, None, time_budget_ms=1e-3, **options)
     assert hurried["time_budget_ms"] == 1e-3 and runs(hurried) == [1, 1]
     assert "time_budget_ms=0.001" in format_table(hurried)
+
+
+def test_bench_times_compared_models_in_the_same_rounds(tmp_path, exported_model, freiburg_frames):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(freiburg_frames[:3]):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), frame)
+    from coarse_loftr_ros.tools.bench import format_table, load_frames, run_benchmark
+
+    report = run_benchmark(load_frames(frames, 3), None, None, classical=False, rounds=1, warmup=1, progress=False,
+                           compare=[exported_model], compare_polish=False)
+    name = exported_model.name
+    methods = report["methods"]
+    for mode in ("pair", "sequence"):
+        assert methods[f"{name}: coarse-loftr {mode}"]["samples"] == 2
+        assert methods[f"{name}: coarse-loftr {mode}"]["stages_median_ms"]["polish"] == 0  # compare_polish=False
+        assert methods[f"coarse-loftr {mode}"]["stages_median_ms"]["polish"] > 0
+        assert report["budget"][f"{name}: model_alone_{mode}_vs_main"] > 0
+        assert report["budget"][f"{name}: {mode}_median_vs_main"] > 0
+    assert f"{name}: coarse-loftr sequence stages" in format_table(report)

@@ -57,6 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-budget-ms", type=time_budget_arg, default=None, metavar="MS",
                         help="time the coarse-loftr rows with Matcher(time_budget_ms=MS): no run after the first once the "
                              "pair's time so far plus its longest run would pass MS (default and 0: no limit)")
+    parser.add_argument("--compare", type=Path, action="append", default=[], metavar="MODEL",
+                        help="also time this model's coarse-loftr and model-alone rows in the same rounds (repeatable)")
+    parser.add_argument("--compare-no-polish", action="store_true",
+                        help="the --compare models' coarse-loftr rows without the LK polish (a model exported with --fine-stage)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the report as JSON")
     parser.set_defaults(run=run)
 
@@ -78,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     reference = args.reference if args.reference is not None else find_shared(REFERENCE)
     if reference is not None and not reference.is_file():
         raise ModelError(f"reference model {reference} does not exist; pass --reference MODEL.onnx (the released ONNX) or leave it out")
+    for model in args.compare:
+        if not model.is_file():
+            raise ModelError(f"--compare model {model} does not exist; pass an exported .onnx file")
     frames = load_frames(folder, args.max_frames)
     try:
         report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat,
-                               threads=1 if args.single_thread else None, time_budget_ms=args.time_budget_ms)
+                               threads=1 if args.single_thread else None, time_budget_ms=args.time_budget_ms,
+                               compare=args.compare, compare_polish=not args.compare_no_polish)
     except ImportError as error:
         raise ModelError(str(error)) from None
     files = frame_files(folder)

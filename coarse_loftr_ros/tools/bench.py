@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -184,12 +184,16 @@ def run_benchmark(
     xfeat: bool = False,
     threads: int | None = None,
     time_budget_ms: float | None = None,
+    compare: Sequence[Path] = (),
+    compare_polish: bool = True,
 ) -> dict:
     """Time every method on consecutive pairs of ``frames``; return a JSON-ready report.
 
     ``threads=1`` runs everything on one core (ONNX Runtime and OpenCV): the stand-in for a
     Jetson's slower ARM cores, where the steps after the model run on the CPU.
     ``time_budget_ms`` is given to the "coarse-loftr" rows (``Matcher(time_budget_ms=...)``).
+    ``compare``: more models, each with its own four rows (named ``"<file name>: ..."``) timed in
+    the same rounds, their coarse-loftr rows with the polish unless ``compare_polish`` is False.
     """
     from tqdm import tqdm
 
@@ -216,6 +220,12 @@ def run_benchmark(
             baselines[name] = lambda image0, image1, method=method: len(method(image0, image1)[0])
     ours = {"coarse-loftr pair": matcher, "coarse-loftr sequence": sequence,
             "model alone pair": alone, "model alone sequence": alone_sequence}
+    for other in compare:
+        full = dict(time_budget_ms=time_budget_ms, lk_refinement=compare_polish, **options)
+        for mode in ("pair", "sequence"):
+            ours[f"{Path(other).name}: coarse-loftr {mode}"] = Matcher(other, **full)
+        for mode in ("pair", "sequence"):
+            ours[f"{Path(other).name}: model alone {mode}"] = Matcher(other, **MODEL_ALONE, **options)
     timings = {name: MethodTiming(name) for name in (*ours, *baselines)}
 
     def run_ours(name: str) -> Callable[[], None]:
@@ -279,13 +289,19 @@ def budget_ratios(methods: dict[str, dict]) -> dict[str, float]:
     """The ratios the speed budget is stated in, from one run's rows: each mode's median and p95
     over the model alone's median in the same mode, and over ORB-2000's median (when timed)."""
     ratios = {}
-    for mode in ("pair", "sequence"):
-        ours, alone = methods[f"coarse-loftr {mode}"], methods[f"model alone {mode}"]
-        ratios[f"{mode}_median_vs_model"] = round(ours["median_ms"] / alone["median_ms"], 3)
-        ratios[f"{mode}_p95_vs_model"] = round(ours["p95_ms"] / alone["median_ms"], 3)
-        orb = methods.get("ORB-2000 + BF cross-check")
-        if orb:
-            ratios[f"{mode}_median_vs_orb"] = round(ours["median_ms"] / orb["median_ms"], 3)
+    prefixes = [""] + [name[: -len("coarse-loftr pair")] for name in methods if name.endswith(": coarse-loftr pair")]
+    for prefix in prefixes:
+        for mode in ("pair", "sequence"):
+            ours, alone = methods[f"{prefix}coarse-loftr {mode}"], methods[f"{prefix}model alone {mode}"]
+            ratios[f"{prefix}{mode}_median_vs_model"] = round(ours["median_ms"] / alone["median_ms"], 3)
+            ratios[f"{prefix}{mode}_p95_vs_model"] = round(ours["p95_ms"] / alone["median_ms"], 3)
+            orb = methods.get("ORB-2000 + BF cross-check")
+            if orb and not prefix:
+                ratios[f"{mode}_median_vs_orb"] = round(ours["median_ms"] / orb["median_ms"], 3)
+            if prefix:  # a compared model against the main one, in the same rounds
+                ratios[f"{prefix}{mode}_median_vs_main"] = round(ours["median_ms"] / methods[f"coarse-loftr {mode}"]["median_ms"], 3)
+                main_alone = methods[f"model alone {mode}"]["median_ms"]
+                ratios[f"{prefix}model_alone_{mode}_vs_main"] = round(alone["median_ms"] / main_alone, 3)
     return ratios
 
 
@@ -301,7 +317,7 @@ def format_table(report: dict) -> str:
         runs = row.get("model_runs")
         runs_text = f"{runs['mean']:.2f}/{runs['p95']:.0f}/{runs['max']}" if runs else "-"
         lines.append(f"{name:38s} {row['median_ms']:9.1f} {row['p95_ms']:8.1f} {row['pairs_per_s']:8.1f} {row['median_matches']:8d} {ratio:>7s} {runs_text:>18s}")
-    for name in ("coarse-loftr pair", "coarse-loftr sequence"):
+    for name in [n for n in report["methods"] if n.endswith(("coarse-loftr pair", "coarse-loftr sequence"))]:
         stages = report["methods"][name]["stages_median_ms"]
         lines.append(f"{name} stages (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     lines.append("budget (ratios in this run): " + ", ".join(f"{k} {v:.2f}" for k, v in report["budget"].items()))
