@@ -39,6 +39,8 @@ class CorrelationConfig:
         min_score: the fine score below which a match keeps the position it came with (the
             runtime drops such matches, ``Matcher(fine_stage=...)``; this only sets where they
             stay in the graph's output).
+        rows: the stage places the first ``rows`` matches only (the graph's rows are sorted by
+            confidence), the others keep their positions and score -1; 0: all of them.
         subpixel: ``gradient``: one Gauss-Newton step of the normalised squares from the best
             whole-pixel shift, with the mean of both images' gradients (efficient second-order
             minimisation, Benhimane and Malis 2004); ``parabola``: the vertex of a parabola
@@ -49,12 +51,15 @@ class CorrelationConfig:
     search: int = 2
     min_score: float = 0.7
     subpixel: str = "gradient"
+    rows: int = 0
 
     def __post_init__(self) -> None:
         if self.patch < 3 or self.patch % 2 == 0:
             raise ValueError(f"the correlation patch must be odd and at least 3 pixels, got {self.patch}")
         if self.search < 1:
             raise ValueError(f"the correlation search must be at least 1 pixel, got {self.search}")
+        if self.rows < 0:
+            raise ValueError(f"rows must be 0 (all) or positive, got {self.rows}")
         if self.subpixel not in ("gradient", "parabola"):
             raise ValueError(f"subpixel must be gradient or parabola, got {self.subpixel!r}")
 
@@ -93,6 +98,15 @@ class CorrelationRefinement(nn.Module):
         return image.reshape(-1)[(centre + offsets).reshape(-1)].reshape(*x.shape[:2], side, side)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = self.config.rows
+        if not rows or points0.shape[1] <= rows:
+            return self.place(image0, image1, points0, points1)
+        head0, head1, score = self.place(image0, image1, points0[:, :rows], points1[:, :rows])
+        tail = torch.full_like(points0[:, rows:, 0], -1.0)
+        return torch.cat([head0, points0[:, rows:]], 1), torch.cat([head1, points1[:, rows:]], 1), torch.cat([score, tail], 1)
+
+    def place(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The stage on every given match (``forward`` without the ``rows`` limit)."""
         config = self.config
         patch, side = config.patch, 2 * config.search + 1
         ring, area = patch + 2, patch + 2 * config.search + 2

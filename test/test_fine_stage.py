@@ -80,8 +80,8 @@ def test_wrong_matches_score_low_and_edges_and_far_shifts_are_not_scored(freibur
 
 
 def test_bad_settings_are_refused_in_one_line():
-    for bad in (dict(patch=6), dict(patch=1), dict(search=0), dict(subpixel="spline")):
-        with pytest.raises(ValueError, match="patch|search|subpixel"):
+    for bad in (dict(patch=6), dict(patch=1), dict(search=0), dict(subpixel="spline"), dict(rows=-1)):
+        with pytest.raises(ValueError, match="patch|search|subpixel|rows"):
             CorrelationConfig(**bad)
 
 
@@ -151,3 +151,15 @@ def test_matcher_drops_matches_below_the_fine_score_in_pair_and_sequence_mode(fi
     # a model without the stage ignores the setting
     plain = Matcher(lk_refinement=False, min_fine_score=0.99).match(image0, image1)
     assert len(plain.keypoints0) == len(Matcher(lk_refinement=False).match(image0, image1).keypoints0)
+
+
+def test_rows_limits_the_stage_to_the_first_matches(freiburg_frames):
+    image0 = _gray(freiburg_frames[3])
+    image1 = cv2.warpAffine(image0, np.float32([[1, 0, 1.5], [0, 1, 0.7]]), image0.shape[::-1])
+    points0 = _grid(image0, step=24)
+    start = points0 + np.float32([1.0, 1.0])
+    every = _run(CorrelationRefinement(), image0, image1, points0, start)
+    first = _run(CorrelationRefinement(CorrelationConfig(rows=100)), image0, image1, points0, start)
+    for a, b in zip(every, first):
+        assert np.array_equal(a[:100], b[:100])
+    assert np.all(first[2][100:] == -1.0) and np.array_equal(first[1][100:], start[100:])
