@@ -65,7 +65,8 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
     return methods
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate(args: argparse.Namespace, methods: dict[str, evaluation.Method] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Every method (``methods``, default ``methods_for(args)``) on every set ``args`` names."""
     levels = {level: evaluation.read_homography_pairs(args.dev / level)[: args.limit] for level in LEVELS if (args.dev / level).is_dir()}
     if not levels:
         raise SystemExit(f"error: no levels under {args.dev}; run scripts/make_dev_benchmark.py first")
@@ -74,7 +75,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]
     sequence = sequence_evaluation.read_sequence(args.sequence) if args.sequence.is_dir() else None
     frames = sequence_evaluation.FrameCache(sequence.images, window=max(STRIDES)) if sequence else None
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, method in methods_for(args).items():
+    for name, method in (methods if methods is not None else methods_for(args)).items():
         print(f"evaluating {name} ...", flush=True)
         entry = {level: evaluation.evaluate_homographies(method, pairs) for level, pairs in levels.items()}
         if len(levels) == len(LEVELS):

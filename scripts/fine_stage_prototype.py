@@ -123,8 +123,7 @@ def main() -> None:
             dev=Path("runs/dev"), limit=args.limit, poses=Path("../shared/data/castle_p30_pose"),
             sequence=Path("../shared/data/kitti_seq_dev") if not args.no_sequence else Path("/nonexistent"),
         )
-        evaluate_dev.methods_for = lambda _: {name: evaluation.matcher_method(m) for name, m in methods.items()}
-        return evaluate_dev.evaluate(namespace)
+        return evaluate_dev.evaluate(namespace, {name: evaluation.matcher_method(m) for name, m in methods.items()})
 
     results = evaluate_methods()
     print(evaluate_dev.markdown(results))
