@@ -2,7 +2,8 @@
 
 ``threshold``: a finite number in [0, 1] (None: the model's own). ``max_matches``: a whole
 number >= 0, where 0 and None mean no cap. ``time_budget_ms``: a finite number of milliseconds
->= 0, where 0 and None mean no limit. Output paths are refused before any work and
+>= 0, where 0 and None mean no limit. ``min_fine_score``: a finite number in [-1, 1] (None:
+keep every match). Output paths are refused before any work and
 never left half-written.
 """
 
@@ -20,7 +21,7 @@ import pytest
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.errors import OptionError
-from coarse_loftr_ros.matching.options import check_max_matches, check_threshold, check_time_budget
+from coarse_loftr_ros.matching.options import check_max_matches, check_min_fine_score, check_threshold, check_time_budget
 
 from cli_run import assert_one_line_error, run_cli
 
@@ -78,6 +79,18 @@ def test_other_time_budgets_are_one_line_value_errors(value) -> None:
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("value, expected", [(None, None), (-1, -1.0), (0, 0.0), (0.7, 0.7), (1, 1.0), (np.float32(0.5), 0.5)])
+def test_min_fine_scores_are_correlations_in_minus_one_to_one(value, expected) -> None:
+    assert check_min_fine_score(value) == pytest.approx(expected) if expected is not None else check_min_fine_score(value) is None
+
+
+@pytest.mark.parametrize("value", [-1.5, 1.01, math.nan, math.inf, "0.7", True])
+def test_other_min_fine_scores_are_one_line_value_errors(value) -> None:
+    with pytest.raises(ValueError, match=r"min_fine_score must be a number in \[-1, 1\]") as error:
+        check_min_fine_score(value)
+    assert "\n" not in str(error.value)
+
+
 # --------------------------------------------------------------------------- the API
 
 
@@ -103,7 +116,8 @@ def test_api_threshold_zero_keeps_every_match_and_one_keeps_almost_none(exported
 
 
 @pytest.mark.parametrize(
-    "options", [{"threshold": 1.5}, {"threshold": math.nan}, {"max_matches": -5}, {"max_matches": 2.5}, {"time_budget_ms": -10.0}]
+    "options", [{"threshold": 1.5}, {"threshold": math.nan}, {"max_matches": -5}, {"max_matches": 2.5}, {"time_budget_ms": -10.0},
+                {"min_fine_score": math.nan}, {"min_fine_score": 2.0}]
 )
 def test_api_refuses_bad_values_before_opening_the_model(options, tmp_path) -> None:
     # The model does not exist: the option error comes first, so no model is opened.
@@ -117,7 +131,9 @@ def test_api_setting_a_bad_value_later_is_refused_and_keeps_the_old_one(exported
         matcher.threshold = 2.0
     with pytest.raises(ValueError):
         matcher.max_matches = -1
-    assert matcher.threshold == 0.2 and matcher.max_matches == 10
+    with pytest.raises(ValueError):
+        matcher.min_fine_score = "high"
+    assert matcher.threshold == 0.2 and matcher.max_matches == 10 and matcher.min_fine_score == 0.7
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -134,6 +150,8 @@ def test_api_setting_a_bad_value_later_is_refused_and_keeps_the_old_one(exported
         ("--max-matches", "2.5", "must be a whole number >= 0"),
         ("--time-budget-ms", "-5", "must be a finite number of milliseconds >= 0"),
         ("--time-budget-ms", "inf", "must be a finite number of milliseconds >= 0"),
+        ("--min-fine-score", "1.5", "must be a number in [-1, 1]"),
+        ("--min-fine-score", "nan", "must be a number in [-1, 1]"),
     ],
 )
 @pytest.mark.parametrize("command", ["match", "replay", "eval"])

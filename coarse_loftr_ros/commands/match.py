@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     image0, image1 = read_image(args.image0, args.max_image_pixels), read_image(args.image1, args.max_image_pixels)
     matcher = Matcher(
         model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-        lk_refinement=args.lk_refinement, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
+        lk_refinement=args.lk_refinement, min_fine_score=args.min_fine_score, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
         input_size=args.input_size,
     )
     result = matcher.match(image0, image1)

@@ -22,7 +22,7 @@ from ..backends.base import Backend, RawMatches, set_input_size, takes_any_size
 from ..errors import ImageError
 from ..preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .lk_refinement import LKRefinement
-from .options import check_max_matches, check_max_model_runs, check_threshold, check_time_budget
+from .options import check_max_matches, check_max_model_runs, check_min_fine_score, check_threshold, check_time_budget
 from .result import MatchResult
 from .rotation_search import map_points, match_score
 from .steps import Candidate, MotionPrior, PairSearch, PredictedRotation, Rewarp, RotationSearch, Step, Upright, prior_of
@@ -134,7 +134,7 @@ class Matcher:
         self.threshold = threshold
         self.max_matches = max_matches
         self.lk_refinement = lk_refinement
-        self.min_fine_score = None if min_fine_score is None else float(min_fine_score)
+        self.min_fine_score = check_min_fine_score(min_fine_score)
         self.rotation_search = bool(rotation_search)
         self.rewarp = bool(rewarp)
         if not (input_size is None or input_size == "auto" or isinstance(input_size, (tuple, list))):
@@ -163,6 +163,15 @@ class Matcher:
     @threshold.setter
     def threshold(self, value: float | None) -> None:
         self._threshold = check_threshold(value)
+
+    @property
+    def min_fine_score(self) -> float | None:
+        """Least fine score in [-1, 1] of a returned match (models with the fine stage), or None: all."""
+        return self._min_fine_score
+
+    @min_fine_score.setter
+    def min_fine_score(self, value: float | None) -> None:
+        self._min_fine_score = check_min_fine_score(value)
 
     @property
     def max_matches(self) -> int | None:

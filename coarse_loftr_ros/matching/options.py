@@ -7,6 +7,9 @@
 - ``max_model_runs``: the most model runs one pair may cost, a whole number >= 1.
 - ``time_budget_ms``: the most milliseconds a pair's model runs may take, a finite number
   >= 0 where 0 means no limit, and ``None`` means no limit too.
+- ``min_fine_score``: with a model whose graphs have the fine stage, the least fine score (a
+  ZNCC) of a returned match, a finite number in [-1, 1] where -1 keeps every match, and
+  ``None`` keeps every match too.
 
 ``check_threshold`` / ``check_max_matches`` raise ``OptionError`` (a ``ValueError``) with
 one line; ``threshold_arg`` / ``max_matches_arg`` are the same checks as argparse types,
@@ -71,6 +74,15 @@ def check_time_budget(value: object, name: str = "time_budget_ms") -> float | No
     return number or None
 
 
+def check_min_fine_score(value: object, name: str = "min_fine_score") -> float | None:
+    """``value`` as a float in [-1, 1] (a ZNCC), or None (keep every match); OptionError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or not -1.0 <= float(value) <= 1.0:
+        raise OptionError(f"{name} must be a number in [-1, 1] (a patch correlation; -1 keeps every match), got {value!r}")
+    return float(value)
+
+
 def _argparse_type(check, parse, name: str):
     def convert(text: str):
         try:
@@ -94,6 +106,8 @@ max_model_runs_arg = _argparse_type(check_max_model_runs, int, "max_model_runs")
 """argparse ``type=`` for ``--max-model-runs``."""
 time_budget_arg = _argparse_type(check_time_budget, float, "time_budget_ms")
 """argparse ``type=`` for ``--time-budget-ms``."""
+min_fine_score_arg = _argparse_type(check_min_fine_score, float, "min_fine_score")
+"""argparse ``type=`` for ``--min-fine-score``."""
 
 
 def positive_int_arg(text: str) -> int:
@@ -143,7 +157,7 @@ def input_size_arg(text: str) -> tuple[int, int] | str | None:
 
 def add_matching_arguments(parser) -> None:
     """The Matcher's options on a command line: ``--threshold``, ``--max-matches``, ``--input-size``
-    and its optional steps, ``--no-lk-refinement``, ``--no-rotation-search`` and ``--no-rewarp``,
+    and its optional steps, ``--no-lk-refinement``, ``--min-fine-score``, ``--no-rotation-search`` and ``--no-rewarp``,
     and the budgets ``--max-model-runs`` and ``--time-budget-ms``."""
     parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
@@ -156,6 +170,9 @@ def add_matching_arguments(parser) -> None:
                              "1008x304); model: the model's own size (640x480)")
     parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
                         help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
+    parser.add_argument("--min-fine-score", type=min_fine_score_arg, default=0.7, metavar="S",
+                        help="with a model exported with --fine-stage: drop matches whose patch correlation is below S "
+                             "in [-1, 1] unless fewer than 20 would remain (default 0.7; -1 keeps all); no effect otherwise")
     parser.add_argument("--no-rotation-search", dest="rotation_search", action="store_false",
                         help="match upright only: never try image 1 turned (+-30/+-60 deg) or scaled (0.6/1.6) on a weak pair")
     parser.add_argument("--no-rewarp", dest="rewarp", action="store_false",

@@ -242,6 +242,7 @@ class MatcherNode(Node):
         self._matcher.threshold = config.threshold if config.threshold > 0 else None
         self._matcher.max_matches = config.max_matches or None
         self._matcher.lk_refinement = config.lk_refinement
+        self._matcher.min_fine_score = config.min_fine_score
         self._matcher.rotation_search = config.rotation_search
         self._matcher.rewarp = config.rewarp
         self._matcher.time_budget_ms = config.time_budget_ms  # 0: none

@@ -89,6 +89,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0, maximum=100000, dynamic=True),
     ParameterSpec("lk_refinement", True, "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
                   "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
+    ParameterSpec("min_fine_score", 0.7, "with a model exported with --fine-stage: drop matches whose patch "
+                  "correlation (ZNCC) is below this, when at least 20 pass; -1 keeps all; no effect on other models",
+                  minimum=-1.0, maximum=1.0, dynamic=True),
     ParameterSpec("rotation_search", True, "when a pair matches weakly, also match image 1 turned by the angle its "
                   "gradients predict, then by +-30/+-60 degrees or scaled by 0.6/1.6, and keep the best view "
                   "(within max_model_runs)", dynamic=True),
@@ -159,6 +162,7 @@ class NodeConfig:
     threshold: float
     max_matches: int
     lk_refinement: bool
+    min_fine_score: float
     rotation_search: bool
     rewarp: bool
     max_model_runs: int
@@ -274,6 +278,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "threshold": config.threshold if config.threshold > 0 else None,
         "max_matches": config.max_matches or None,
         "lk_refinement": config.lk_refinement,
+        "min_fine_score": config.min_fine_score,
         "rotation_search": config.rotation_search,
         "rewarp": config.rewarp,
         "max_model_runs": config.max_model_runs,

@@ -124,6 +124,7 @@ class ReplayConfig:
     threshold: float | None = None
     max_matches: int | None = None
     lk_refinement: bool = NODE_DEFAULTS["lk_refinement"]
+    min_fine_score: float | None = NODE_DEFAULTS["min_fine_score"]
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     rewarp: bool = NODE_DEFAULTS["rewarp"]
     max_model_runs: int = NODE_DEFAULTS["max_model_runs"]
@@ -675,6 +676,7 @@ def _create_matcher(config: ReplayConfig) -> Any:
         threshold=config.threshold,
         max_matches=config.max_matches or None,
         lk_refinement=config.lk_refinement,
+        min_fine_score=config.min_fine_score,
         rotation_search=config.rotation_search,
         rewarp=config.rewarp,
         max_model_runs=config.max_model_runs,

@@ -331,7 +331,8 @@ def test_parameters_change_at_run_time_and_bad_changes_are_refused(live, frames,
     assert min(msg.confidence) >= 0.5
 
     for change, words in [({"threshold": 1.5}, "threshold"), ({"max_matches": -1}, "max_matches"),
-                          ({"time_budget_ms": -1.0}, "time_budget_ms"), ({"mode": "stereo"}, "read-only")]:
+                          ({"time_budget_ms": -1.0}, "time_budget_ms"), ({"min_fine_score": 1.5}, "min_fine_score"),
+                          ({"mode": "stereo"}, "read-only")]:
         result, = _set_parameters(driver, **change)
         assert not result.successful and words in result.reason, (change, result.reason)
     results = _set_parameters(driver, max_matches=0, threshold=0.0, time_budget_ms=250.0)
