@@ -21,6 +21,7 @@ image 1's search starts at its point moved by the same rounding (locally a trans
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,10 @@ class CorrelationConfig:
             whole-pixel shift, with the mean of both images' gradients (efficient second-order
             minimisation, Benhimane and Malis 2004); ``parabola``: the vertex of a parabola
             through the scores beside the peak, each axis on its own.
+        scales: the spacings, in image-1 pixels per image-0 pixel, at which image 1 is read for
+            the search; each match keeps the best (scale, shift). ``(1.0,)``: image 1 as it is;
+            ``(1.0, 1.25)`` also follows a scene that grows by about 1.25x (forward motion),
+            at about twice the stage's cost. Other spacings than 1 are read bilinearly.
     """
 
     patch: int = 7
@@ -52,6 +57,7 @@ class CorrelationConfig:
     min_score: float = 0.7
     subpixel: str = "gradient"
     rows: int = 0
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if self.patch < 3 or self.patch % 2 == 0:
@@ -62,6 +68,8 @@ class CorrelationConfig:
             raise ValueError(f"rows must be 0 (all) or positive, got {self.rows}")
         if self.subpixel not in ("gradient", "parabola"):
             raise ValueError(f"subpixel must be gradient or parabola, got {self.subpixel!r}")
+        if not self.scales or any(not 0.5 <= scale <= 2.0 for scale in self.scales):
+            raise ValueError(f"the correlation scales must be between 0.5 and 2, got {self.scales}")
 
 
 class CorrelationRefinement(nn.Module):
@@ -83,6 +91,7 @@ class CorrelationRefinement(nn.Module):
         self.register_buffer("bands", ((r >= sy) & (r < sy + config.patch)).float(), persistent=False)
         shift_x, shift_y = window_offsets(side)
         self.register_buffer("steps", torch.stack([shift_x, shift_y], dim=1).float(), persistent=False)  # [S, 2]
+        self.register_buffer("spacings", torch.tensor(config.scales, dtype=torch.float32), persistent=False)  # [n]
 
     @staticmethod
     def _squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
@@ -96,6 +105,26 @@ class CorrelationRefinement(nn.Module):
         offsets = (dy * width + dx).reshape(1, 1, -1)  # [1, 1, side^2], row-major
         centre = y.clamp(margin, height - 1 - margin) * width + x.clamp(margin, width - 1 - margin)  # [1, K, 1]
         return image.reshape(-1)[(centre + offsets).reshape(-1)].reshape(*x.shape[:2], side, side)
+
+    @staticmethod
+    def _sampled_squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int, spacing: float) -> torch.Tensor:
+        """As ``_squares`` but read every ``spacing`` pixels (bilinear) about the centres ``x``,
+        ``y`` (float ``[1, K, 1]``), ``[1, K, side, side]``; samples beyond the image read its edge."""
+        height, width = image.shape[1], image.shape[2]
+        dx, dy = (t.to(x.device).float().reshape(1, 1, -1) for t in window_offsets(side))
+        px = (x + spacing * dx).clamp(0.0, width - 1.001)  # [1, K, side^2]
+        py = (y + spacing * dy).clamp(0.0, height - 1.001)
+        left, top = torch.floor(px), torch.floor(py)
+        fx, fy = px - left, py - top
+        flat = image.reshape(-1)
+        index = (top * width + left).long()
+
+        def read(offset: int) -> torch.Tensor:
+            return flat[(index + offset).reshape(-1)].reshape(index.shape)
+
+        upper = read(0) * (1 - fx) + read(1) * fx
+        lower = read(width) * (1 - fx) + read(width + 1) * fx
+        return (upper * (1 - fy) + lower * fy).reshape(*x.shape[:2], side, side)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         rows = self.config.rows
@@ -116,10 +145,17 @@ class CorrelationRefinement(nn.Module):
         x0, y0 = centre0[..., :1].long(), centre0[..., 1:].long()  # [1, K, 1]
         x1, y1 = start1[..., :1].long(), start1[..., 1:].long()
         square0 = self._squares(image0, x0, y0, ring)  # [1, K, P+2, P+2]
-        area1 = self._squares(image1, x1, y1, area)  # [1, K, A+2, A+2]
-        inner = area1[..., 1:-1, 1:-1]  # [1, K, A, A]: every pixel a shifted square can reach
+        # image 1's searched area at each spacing, one after the other along the match axis
+        scales = config.scales
+        area1 = torch.cat(
+            [self._squares(image1, x1, y1, area) if scale == 1.0 else self._sampled_squares(image1, start1[..., :1], start1[..., 1:], area, scale) for scale in scales],
+            dim=1,
+        )  # [1, n K, A+2, A+2]
+        inner = area1[..., 1:-1, 1:-1]  # [1, n K, A, A]: every pixel a shifted square can reach
         template = square0[..., 1:-1, 1:-1]
         template = template - template.mean(dim=(2, 3), keepdim=True)  # [1, K, P, P]
+        template = torch.cat([template] * len(scales), dim=1)  # [1, n K, P, P]
+        searched = count * len(scales)
         # Correlation without building the S shifted squares: each row of the area, cut into
         # its ``side`` horizontal windows [1, K, A, sx, P], times every template row at once
         # (one batched product), then summed along the diagonals (area row sy + i with template
@@ -127,35 +163,42 @@ class CorrelationRefinement(nn.Module):
         # for the normalisation, the same way (area rows sy .. sy + P - 1). A few large ops
         # instead of many small ones: ONNX Runtime's cost here is per op.
         rows = area - 2
-        columns = torch.stack([inner[..., :, j : j + patch] for j in range(side)], dim=2)  # [1, K, sx, A, P]
-        products = torch.matmul(columns.reshape(batch, count, -1, patch), template.transpose(2, 3))  # [1, K, sx * A, i]
-        numerator = torch.matmul(products.reshape(batch, count, side, rows * patch), self.diagonals)  # [1, K, sx, sy]
-        row_sums = torch.stack([columns.sum(dim=4), (columns * columns).sum(dim=4)], dim=2)  # [1, K, 2, sx, A]
-        window_sum, window_squares = torch.matmul(row_sums, self.bands).unbind(dim=2)  # [1, K, sx, sy]
+        columns = torch.stack([inner[..., :, j : j + patch] for j in range(side)], dim=2)  # [1, n K, sx, A, P]
+        products = torch.matmul(columns.reshape(batch, searched, -1, patch), template.transpose(2, 3))  # [1, n K, sx * A, i]
+        numerator = torch.matmul(products.reshape(batch, searched, side, rows * patch), self.diagonals)  # [1, n K, sx, sy]
+        row_sums = torch.stack([columns.sum(dim=4), (columns * columns).sum(dim=4)], dim=2)  # [1, n K, 2, sx, A]
+        window_sum, window_squares = torch.matmul(row_sums, self.bands).unbind(dim=2)  # [1, n K, sx, sy]
         pixels = float(patch * patch)
         window_var = (window_squares - window_sum * window_sum / pixels).clamp_min(0.0)
         template_var = (template * template).sum(dim=(2, 3))[:, :, None, None]
-        zncc = (numerator * torch.rsqrt(window_var * template_var + 1e-6)).transpose(2, 3).reshape(batch, count, side * side)
-        best = torch.argmax(zncc, dim=2, keepdim=True)  # [1, K, 1]
-        peak = torch.gather(zncc, 2, best)[..., 0]
+        zncc = (numerator * torch.rsqrt(window_var * template_var + 1e-6)).transpose(2, 3).reshape(batch, searched, side * side)
+        # per match, the scores of every (spacing, shift): [1, K, n S]
+        zncc = zncc.reshape(batch, len(scales), count, side * side).transpose(1, 2).reshape(batch, count, -1)
+        best_any = torch.argmax(zncc, dim=2, keepdim=True)  # [1, K, 1]
+        peak = torch.gather(zncc, 2, best_any)[..., 0]
+        which = torch.div(best_any, side * side, rounding_mode="trunc")  # the spacing's index
+        best = best_any - which * (side * side)  # the shift's index
+        spacing = self.spacings[which[..., 0]][..., None]  # [1, K, 1]
         row = torch.div(best, side, rounding_mode="trunc")
         column = best - row * side
         on_border = (row == 0) | (row == side - 1) | (column == 0) | (column == side - 1)
         if config.subpixel == "gradient":
             # image 1's square at the best shift, with its ring, read from the area
-            index = (row + self.ring_y + ring // 2) * area + (column + self.ring_x + ring // 2)  # [1, K, (P+2)^2]
-            square1 = torch.gather(area1.reshape(batch, count, -1), 2, index).reshape(batch, count, ring, ring)
+            index = which * (area * area) + (row + self.ring_y + ring // 2) * area + (column + self.ring_x + ring // 2)  # [1, K, (P+2)^2]
+            per_match = area1.reshape(batch, len(scales), count, area * area).transpose(1, 2).reshape(batch, count, -1)
+            square1 = torch.gather(per_match, 2, index).reshape(batch, count, ring, ring)
             offset = _gauss_newton(square0, square1)
         else:
             row, column = row.clamp(1, side - 2), column.clamp(1, side - 2)
             at = row * side + column
+            at = at + which * (side * side)
             around = torch.gather(zncc, 2, torch.cat([at - 1, at + 1, at - side, at + side, at], dim=2))  # left, right, up, down, centre
             left, right, up, down, centre = around.unbind(dim=2)
             offset = torch.stack([_parabola(left, centre, right), _parabola(up, centre, down)], dim=2)
         step = self.steps[best[..., 0]]  # [1, K, 2]
-        moved = start1 + step + offset
+        moved = start1 + spacing * (step + offset)
         height, width = image0.shape[1], image0.shape[2]
-        margin0, margin1 = ring // 2, area // 2
+        margin0, margin1 = ring // 2, math.ceil(max(scales) * (area // 2)) + (0 if max(scales) == 1.0 else 1)
         near_edge = (x0 < margin0) | (x0 > width - 1 - margin0) | (y0 < margin0) | (y0 > height - 1 - margin0)
         near_edge = near_edge | (x1 < margin1) | (x1 > width - 1 - margin1) | (y1 < margin1) | (y1 > height - 1 - margin1)
         score = torch.where((on_border | near_edge)[..., 0], torch.full_like(peak, -1.0), peak)

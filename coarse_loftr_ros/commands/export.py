@@ -45,7 +45,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--fine-stage", action="store_true",
         help="also place each match by correlating 7x7 image patches inside the graphs (within 2 px; outputs fine_score: docs/model.md)",
     )
+    parser.add_argument(
+        "--fine-stage-scales", type=_scales, default=(1.0,), metavar="S[,S...]",
+        help="with --fine-stage: also search image 1 read at these spacings, e.g. 1,1.25 to follow a scene that grows "
+             "by about 1.25x (forward motion), at about the stage's cost again per spacing (default 1)",
+    )
+    parser.add_argument(
+        "--fine-stage-rows", type=_non_negative_int, default=0, metavar="N",
+        help="with --fine-stage: place only the N most confident matches, the others keep their positions and score -1 (default 0: all)",
+    )
     parser.set_defaults(run=run)
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """argparse ``type=`` for ``--fine-stage-scales``: comma-separated spacings in [0.5, 2]."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(0.5 <= scale <= 2.0 for scale in scales):
+        raise argparse.ArgumentTypeError(f"must be spacings between 0.5 and 2 separated by commas (e.g. 1,1.25), got {text!r}")
+    return scales
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"{error}; pick --width/--height divisible by it") from None
     extraction = ExtractionConfig(top_k=args.top_k, threshold=args.threshold, border=args.border)
     try:
-        fine_stage = CorrelationConfig() if args.fine_stage else None
+        fine_stage = CorrelationConfig(scales=args.fine_stage_scales, rows=args.fine_stage_rows) if args.fine_stage else None
         path = export_onnx(model, make_parent(args.output), extraction, args.refinement, dynamic=not args.static, fine_stage=fine_stage)
     except ValueError as error:  # e.g. --refinement learned for a model without one
         raise ModelError(str(error)) from None
