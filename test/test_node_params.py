@@ -119,7 +119,7 @@ def test_resolve_backend():
 
 def test_matcher_arguments_per_backend():
     base = validate_parameters({})
-    matcher_options = {"lk_refinement": True, "min_fine_score": 0.7, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "time_budget_ms": None, "input_size": "auto"}
+    matcher_options = {"lk_refinement": "auto", "min_fine_score": 0.7, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "time_budget_ms": None, "input_size": "auto"}
     assert matcher_arguments(base) == {"model": None, "backend": "auto", "threshold": None, "max_matches": None, **matcher_options}
     onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8", time_budget_ms=40.0)
     assert matcher_arguments(onnx) == {
@@ -275,3 +275,14 @@ def test_node_import_hints_name_the_missing_module_and_both_ways_to_get_it():
     assert "scripts/setup_ros2_venv.sh" in rclpy_hint and "\n" not in rclpy_hint
     msg_hint = _import_hint(ImportError("No module named 'coarse_loftr_ros.msg'", name="coarse_loftr_ros.msg"))
     assert "cannot import coarse_loftr_ros.msg" in msg_hint and "colcon" in msg_hint and ".ros2/setup.bash" in msg_hint
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("true", True), (True, True), ("false", False), (False, False)])
+def test_lk_refinement_takes_auto_and_booleans_written_either_way(value, expected):
+    config = validate_parameters({"lk_refinement": value})
+    assert matcher_arguments(config)["lk_refinement"] == expected
+
+
+def test_lk_refinement_refuses_other_values_in_one_line():
+    with pytest.raises(ParameterError, match="lk_refinement must be one of auto, true, false"):
+        validate_parameters({"lk_refinement": "sometimes"})

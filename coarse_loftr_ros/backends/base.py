@@ -96,6 +96,12 @@ class Backend(Protocol):
         ...
 
 
+def has_fine_stage(backend: Backend) -> bool:
+    """Whether ``backend``'s graphs place each match themselves (``coarse-loftr export
+    --fine-stage``: they output ``FINE_SCORE_NAME``), read from the graphs' metadata."""
+    return getattr(backend, "metadata", {}).get("fine_stage", "none") not in ("", "none")
+
+
 class FeatureBackend(Backend, Protocol):
     """A backend that also runs the two sequence-mode graphs, so a sequence computes each
     frame's features (its CNN and the matching layers that see one image only) once

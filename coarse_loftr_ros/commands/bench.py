@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_benchmark(frames, args.model, reference, classical=not args.no_classical, rounds=args.rounds, xfeat=args.xfeat,
                                threads=1 if args.single_thread else None, time_budget_ms=args.time_budget_ms,
-                               compare=args.compare, compare_polish=not args.compare_no_polish)
+                               compare=args.compare, compare_polish=False if args.compare_no_polish else "auto")
     except ImportError as error:
         raise ModelError(str(error)) from None
     files = frame_files(folder)

@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 
 from ..backends import create_backend
-from ..backends.base import Backend, RawMatches, set_input_size, takes_any_size
-from ..errors import ImageError
+from ..backends.base import Backend, RawMatches, has_fine_stage, set_input_size, takes_any_size
+from ..errors import ImageError, OptionError
 from ..preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .lk_refinement import LKRefinement
 from .options import check_max_matches, check_max_model_runs, check_min_fine_score, check_threshold, check_time_budget
@@ -71,7 +71,8 @@ class Matcher:
             >= 0; 0 or None keeps all.
         lk_refinement: polish matches to sub-pixel accuracy with pyramidal Lucas-Kanade and
             drop those whose forward-backward track disagrees (``LKRefinement``; True: its
-            defaults, False: off, returning the model's positions).
+            defaults, False: off, returning the model's positions; "auto", the default: on
+            unless the model's graphs place the matches themselves with the fine stage).
         min_fine_score: with a model whose graphs have the fine stage (``coarse-loftr export
             --fine-stage``: each match placed by correlating image patches, scored by their ZNCC
             in [-1, 1]), drop the matches scoring below this, unless fewer than
@@ -120,7 +121,7 @@ class Matcher:
         backend: str = "auto",
         threshold: float | None = None,
         max_matches: int | None = None,
-        lk_refinement: bool | LKRefinement = True,
+        lk_refinement: bool | str | LKRefinement = "auto",
         min_fine_score: float | None = DEFAULT_MIN_FINE_SCORE,
         rotation_search: bool = True,
         rewarp: bool = True,
@@ -133,6 +134,8 @@ class Matcher:
         # Checked before the model is opened: a bad value fails fast, with one line.
         self.threshold = threshold
         self.max_matches = max_matches
+        self._auto_polish = LKRefinement()
+        self._fine_stage = False  # set from the model below
         self.lk_refinement = lk_refinement
         self.min_fine_score = check_min_fine_score(min_fine_score)
         self.rotation_search = bool(rotation_search)
@@ -144,6 +147,7 @@ class Matcher:
         self.motion_prior = bool(motion_prior)
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
+        self._fine_stage = has_fine_stage(self.backend)
         # "auto": each pair's input follows image 1 (_follow), where the model takes any size.
         self._follows_images = input_size == "auto" and takes_any_size(self.backend)
         self._model_input_size = tuple(self.backend.input_size)  # the model's own, before any change
@@ -214,13 +218,32 @@ class Matcher:
         return tuple(steps)
 
     @property
+    def fine_stage(self) -> bool:
+        """Whether the model's graphs place each match themselves and score it (``fine_score``:
+        ``coarse-loftr export --fine-stage``; the shipped model's do)."""
+        return self._fine_stage
+
+    @property
     def lk_refinement(self) -> LKRefinement | None:
-        """The sub-pixel polish, or None when off (set True for its defaults, False for off)."""
+        """The sub-pixel polish, or None when off. Set True for its defaults, False for off, or
+        ``"auto"``: the polish unless the model's graphs place each match themselves (a fine
+        stage, ``has_fine_stage``)."""
+        if isinstance(self._lk_refinement, str):  # "auto"
+            return None if self._fine_stage else self._auto_polish
         return self._lk_refinement
 
     @lk_refinement.setter
-    def lk_refinement(self, value: bool | LKRefinement | None) -> None:
-        self._lk_refinement = LKRefinement() if value is True else (value or None)
+    def lk_refinement(self, value: bool | str | LKRefinement | None) -> None:
+        if isinstance(value, str) and value == "auto":
+            self._lk_refinement = "auto"
+        elif value is True:
+            self._lk_refinement = LKRefinement()
+        elif value is False or value is None:
+            self._lk_refinement = None
+        elif callable(value):  # an LKRefinement, or anything of its call signature
+            self._lk_refinement = value
+        else:
+            raise OptionError(f"lk_refinement must be True, False or 'auto', got {value!r}")
 
     @property
     def input_follows_images(self) -> bool:

@@ -168,8 +168,11 @@ def add_matching_arguments(parser) -> None:
                         help="model input in pixels, multiples of the model's stride (16), e.g. 1008x304; auto (default): "
                              "640x480 for images near 4:3, else the same area at the image's aspect ratio (1226x370 -> "
                              "1008x304); model: the model's own size (640x480)")
-    parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_false",
-                        help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check")
+    parser.add_argument("--no-lk-refinement", dest="lk_refinement", action="store_const", const=False, default="auto",
+                        help="return the model's match positions: no Lucas-Kanade polish, no forward-backward check "
+                             "(default: the polish unless the model places matches itself with the fine stage)")
+    parser.add_argument("--lk-refinement", dest="lk_refinement", action="store_const", const=True,
+                        help="the Lucas-Kanade polish also after a model with the fine stage")
     parser.add_argument("--min-fine-score", type=min_fine_score_arg, default=0.7, metavar="S",
                         help="with a model exported with --fine-stage: drop matches whose patch correlation is below S "
                              "in [-1, 1] unless fewer than 20 would remain (default 0.7; -1 keeps all); no effect otherwise")

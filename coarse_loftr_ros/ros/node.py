@@ -76,7 +76,7 @@ from .image_conversion import numpy_to_image_fields
 from .match_array import match_array_fields
 from .message_matching import MatchedPair, MessageMatcher
 from .node_diagnostics import MatcherStatistics
-from .node_params import PARAMETERS, NodeConfig, ParameterError, ParameterSpec, matcher_arguments, validate_parameters
+from .node_params import PARAMETERS, NodeConfig, ParameterError, ParameterSpec, lk_refinement_value, matcher_arguments, validate_parameters
 from .pairing import Frame, LatestOnlySlot, StereoPairer, stamp_to_ns
 
 NODE_NAME = "matcher"
@@ -98,10 +98,11 @@ def _descriptor(spec: ParameterSpec) -> "ParameterDescriptor":
         description=spec.description,
         read_only=not spec.dynamic,
     )
-    if isinstance(spec.default, float):
+    if isinstance(spec.default, float) or spec.name == "lk_refinement":
         # `-p threshold:=1` arrives as an integer, which a statically typed double refuses
-        # (fatal at start). Dynamic typing lets it through; validate_parameters takes an int
-        # for a double and checks the type, range and finiteness of every value itself.
+        # (fatal at start), and `-p lk_refinement:=true` as a boolean, for a string parameter.
+        # Dynamic typing lets them through; validate_parameters takes an int for a double and a
+        # boolean for lk_refinement, and checks the type, range and finiteness of every value.
         descriptor.type = ParameterType.PARAMETER_NOT_SET
         descriptor.dynamic_typing = True
     if spec.choices:
@@ -241,7 +242,7 @@ class MatcherNode(Node):
             return SetParametersResult(successful=False, reason=str(error))
         self._matcher.threshold = config.threshold if config.threshold > 0 else None
         self._matcher.max_matches = config.max_matches or None
-        self._matcher.lk_refinement = config.lk_refinement
+        self._matcher.lk_refinement = lk_refinement_value(config.lk_refinement)
         self._matcher.min_fine_score = config.min_fine_score
         self._matcher.rotation_search = config.rotation_search
         self._matcher.rewarp = config.rewarp

@@ -87,8 +87,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_matches", 0, "keep at most this many matches, the most confident (top-K); 0 = all the model "
                   "returns (at most its top-k: 1024 for the shipped model)",
                   minimum=0, maximum=100000, dynamic=True),
-    ParameterSpec("lk_refinement", True, "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
-                  "whose forward-backward track disagrees (when at least 20 pass)", dynamic=True),
+    ParameterSpec("lk_refinement", "auto", "polish matches to sub-pixel accuracy with Lucas-Kanade and drop those "
+                  "whose forward-backward track disagrees (when at least 20 pass); auto: unless the model places "
+                  "matches itself with the fine stage (the shipped model does); true/false also as YAML booleans",
+                  choices=("auto", "true", "false"), dynamic=True),
     ParameterSpec("min_fine_score", 0.7, "with a model exported with --fine-stage: drop matches whose patch "
                   "correlation (ZNCC) is below this, when at least 20 pass; -1 keeps all; no effect on other models",
                   minimum=-1.0, maximum=1.0, dynamic=True),
@@ -161,7 +163,7 @@ class NodeConfig:
     backend: str
     threshold: float
     max_matches: int
-    lk_refinement: bool
+    lk_refinement: str
     min_fine_score: float
     rotation_search: bool
     rewarp: bool
@@ -194,6 +196,8 @@ def _check_value(spec: ParameterSpec, value: Any) -> Value:
         # `-p threshold:=1` and a YAML `1` arrive as integers: take them as the double they mean
         # (the node declares its double parameters with dynamic typing so that ROS lets them through).
         value = float(value)
+    if expected is str and type(value) is bool and "true" in spec.choices:
+        value = "true" if value else "false"  # `-p lk_refinement:=true` and YAML `true` arrive as booleans
     if type(value) is not expected:
         raise ParameterError(
             f"parameter {spec.name} must be a {spec.type_name}, got {value!r} ({type(value).__name__})"
@@ -269,6 +273,11 @@ def resolve_backend(model: str, backend: str) -> str:
     return _MODEL_SUFFIX_BACKENDS[suffix]
 
 
+def lk_refinement_value(text: str) -> bool | str:
+    """``Matcher(lk_refinement=...)`` for the parameter's value: True, False or "auto"."""
+    return {"true": True, "false": False}.get(text, "auto")
+
+
 def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
     """``Matcher(**arguments)`` for ``config``; backend options only for the backend in use."""
     backend = resolve_backend(config.model, config.backend)
@@ -277,7 +286,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "backend": config.backend,
         "threshold": config.threshold if config.threshold > 0 else None,
         "max_matches": config.max_matches or None,
-        "lk_refinement": config.lk_refinement,
+        "lk_refinement": lk_refinement_value(config.lk_refinement),
         "min_fine_score": config.min_fine_score,
         "rotation_search": config.rotation_search,
         "rewarp": config.rewarp,

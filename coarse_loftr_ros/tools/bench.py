@@ -185,7 +185,7 @@ def run_benchmark(
     threads: int | None = None,
     time_budget_ms: float | None = None,
     compare: Sequence[Path] = (),
-    compare_polish: bool = True,
+    compare_polish: bool | str = "auto",
 ) -> dict:
     """Time every method on consecutive pairs of ``frames``; return a JSON-ready report.
 
@@ -193,7 +193,8 @@ def run_benchmark(
     Jetson's slower ARM cores, where the steps after the model run on the CPU.
     ``time_budget_ms`` is given to the "coarse-loftr" rows (``Matcher(time_budget_ms=...)``).
     ``compare``: more models, each with its own four rows (named ``"<file name>: ..."``) timed in
-    the same rounds, their coarse-loftr rows with the polish unless ``compare_polish`` is False.
+    the same rounds, their coarse-loftr rows with ``Matcher(lk_refinement=compare_polish)``
+    ("auto": the polish unless the model has the fine stage; False: never).
     """
     from tqdm import tqdm
 

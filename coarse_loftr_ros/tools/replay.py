@@ -123,7 +123,7 @@ class ReplayConfig:
     backend: str = "auto"
     threshold: float | None = None
     max_matches: int | None = None
-    lk_refinement: bool = NODE_DEFAULTS["lk_refinement"]
+    lk_refinement: bool | str = "auto"  # Matcher(lk_refinement=...): True, False or "auto"
     min_fine_score: float | None = NODE_DEFAULTS["min_fine_score"]
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     rewarp: bool = NODE_DEFAULTS["rewarp"]
