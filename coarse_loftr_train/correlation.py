@@ -92,6 +92,9 @@ class CorrelationRefinement(nn.Module):
         shift_x, shift_y = window_offsets(side)
         self.register_buffer("steps", torch.stack([shift_x, shift_y], dim=1).float(), persistent=False)  # [S, 2]
         self.register_buffer("spacings", torch.tensor(config.scales, dtype=torch.float32), persistent=False)  # [n]
+        area = config.patch + 2 * config.search + 2
+        for i, scale in enumerate(config.scales):
+            self.register_buffer(f"resample{i}", _interpolation_matrix(area, scale), persistent=False)
 
     @staticmethod
     def _squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
@@ -106,25 +109,15 @@ class CorrelationRefinement(nn.Module):
         centre = y.clamp(margin, height - 1 - margin) * width + x.clamp(margin, width - 1 - margin)  # [1, K, 1]
         return image.reshape(-1)[(centre + offsets).reshape(-1)].reshape(*x.shape[:2], side, side)
 
-    @staticmethod
-    def _sampled_squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int, spacing: float) -> torch.Tensor:
-        """As ``_squares`` but read every ``spacing`` pixels (bilinear) about the centres ``x``,
-        ``y`` (float ``[1, K, 1]``), ``[1, K, side, side]``; samples beyond the image read its edge."""
-        height, width = image.shape[1], image.shape[2]
-        dx, dy = (t.to(x.device).float().reshape(1, 1, -1) for t in window_offsets(side))
-        px = (x + spacing * dx).clamp(0.0, width - 1.001)  # [1, K, side^2]
-        py = (y + spacing * dy).clamp(0.0, height - 1.001)
-        left, top = torch.floor(px), torch.floor(py)
-        fx, fy = px - left, py - top
-        flat = image.reshape(-1)
-        index = (top * width + left).long()
-
-        def read(offset: int) -> torch.Tensor:
-            return flat[(index + offset).reshape(-1)].reshape(index.shape)
-
-        upper = read(0) * (1 - fx) + read(1) * fx
-        lower = read(width) * (1 - fx) + read(width + 1) * fx
-        return (upper * (1 - fy) + lower * fy).reshape(*x.shape[:2], side, side)
+    def _resampled_squares(self, image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int, which: int) -> torch.Tensor:
+        """The ``side x side`` squares of ``image`` read every ``config.scales[which]`` pixels
+        (bilinear) about the whole pixels ``x``, ``y`` (int ``[1, K, 1]``), ``[1, K, side, side]``.
+        The centres are whole pixels, so every match's samples fall at the same fractions of a
+        pixel: one gather of the whole-pixel square around them, then a product with a constant
+        interpolation matrix on each side."""
+        resample = getattr(self, f"resample{which}")  # [side, n]
+        window = self._squares(image, x, y, resample.shape[1])  # [1, K, n, n]
+        return torch.matmul(torch.matmul(resample, window), resample.transpose(0, 1))
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         rows = self.config.rows
@@ -148,7 +141,7 @@ class CorrelationRefinement(nn.Module):
         # image 1's searched area at each spacing, one after the other along the match axis
         scales = config.scales
         area1 = torch.cat(
-            [self._squares(image1, x1, y1, area) if scale == 1.0 else self._sampled_squares(image1, start1[..., :1], start1[..., 1:], area, scale) for scale in scales],
+            [self._squares(image1, x1, y1, area) if scale == 1.0 else self._resampled_squares(image1, x1, y1, area, i) for i, scale in enumerate(scales)],
             dim=1,
         )  # [1, n K, A+2, A+2]
         inner = area1[..., 1:-1, 1:-1]  # [1, n K, A, A]: every pixel a shifted square can reach
@@ -198,12 +191,34 @@ class CorrelationRefinement(nn.Module):
         step = self.steps[best[..., 0]]  # [1, K, 2]
         moved = start1 + spacing * (step + offset)
         height, width = image0.shape[1], image0.shape[2]
-        margin0, margin1 = ring // 2, math.ceil(max(scales) * (area // 2)) + (0 if max(scales) == 1.0 else 1)
+        margin0, margin1 = ring // 2, max(_reach(area, scale) for scale in scales)
         near_edge = (x0 < margin0) | (x0 > width - 1 - margin0) | (y0 < margin0) | (y0 > height - 1 - margin0)
         near_edge = near_edge | (x1 < margin1) | (x1 > width - 1 - margin1) | (y1 < margin1) | (y1 > height - 1 - margin1)
         score = torch.where((on_border | near_edge)[..., 0], torch.full_like(peak, -1.0), peak)
         good = (score >= config.min_score)[..., None]
         return torch.where(good, centre0, points0), torch.where(good, moved, points1), score
+
+
+def _reach(side: int, spacing: float) -> int:
+    """Half the side of the whole-pixel square that holds ``side`` samples ``spacing`` apart
+    about its centre, with the pixel after the last (for the bilinear weights)."""
+    half = side // 2
+    return half if spacing == 1.0 else math.ceil(spacing * half) + 1
+
+
+def _interpolation_matrix(side: int, spacing: float) -> torch.Tensor:
+    """``[side, n]``: row k reads the point ``spacing * (k - side // 2)`` pixels from the centre of
+    an ``n``-pixel line (n = 2 * reach + 1) by linear interpolation."""
+    reach = _reach(side, spacing)
+    matrix = torch.zeros(side, 2 * reach + 1)
+    for k in range(side):
+        position = spacing * (k - side // 2) + reach
+        left = math.floor(position)
+        fraction = position - left
+        matrix[k, left] += 1.0 - fraction
+        if fraction > 0:
+            matrix[k, left + 1] += fraction
+    return matrix
 
 
 def _gauss_newton(square0: torch.Tensor, square1: torch.Tensor) -> torch.Tensor:
