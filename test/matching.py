@@ -62,3 +62,23 @@ def assert_same_matches(
         assert abs(ca - cb) <= confidence_atol, f"match {key}: confidence {ca} vs {cb}"
         np.testing.assert_allclose(ka0, kb0, atol=keypoint_atol, err_msg=f"match {key}: keypoint0")
         np.testing.assert_allclose(ka1, kb1, atol=keypoint_atol, err_msg=f"match {key}: keypoint1")
+
+
+FINE_STAGE_REACH_PX = 4.0
+"""How far the shipped graphs' fine stage may move a match, in model-input pixels: image 0's
+point to a whole pixel (0.5 each way), image 1's by the search (2 px, read 1.25 px apart) and
+one sub-pixel step (1 more)."""
+
+
+def assert_same_before_the_fine_stage(actual, expected, *, min_score: float = 0.7, cut: float | None = None) -> None:
+    """Graphs with the fine stage (``actual``, with ``fine_score``) against the same weights
+    without it (``expected``): the same matches and confidences, each within the stage's reach,
+    and the matches the stage did not place (score below ``min_score``) where they were."""
+    assert actual.fine_score is not None
+    assert_same_matches(actual, expected, keypoint_atol=FINE_STAGE_REACH_PX, cut=cut)
+    placed = {(int(c0), int(c1)) for c0, c1, s in zip(actual.cells0, actual.cells1, actual.fine_score) if s >= min_score}
+    assert 0 < len(placed) < len(actual.confidence)
+    a, b = match_table(actual), match_table(expected)
+    for key in (a.keys() & b.keys()) - placed:
+        np.testing.assert_allclose(a[key][0], b[key][0], atol=1e-3, err_msg=f"match {key}: keypoint0, not placed")
+        np.testing.assert_allclose(a[key][1], b[key][1], atol=1e-3, err_msg=f"match {key}: keypoint1, not placed")

@@ -186,7 +186,7 @@ def test_graphs_with_the_fine_stage_equal_torch_and_each_other(fine_stage_model,
 
 
 @pytest.mark.slow
-def test_matcher_drops_matches_below_the_fine_score_in_pair_and_sequence_mode(fine_stage_model, freiburg_frames):
+def test_matcher_drops_matches_below_the_fine_score_in_pair_and_sequence_mode(fine_stage_model, exported_model, freiburg_frames):
     image0, image1 = _gray(freiburg_frames[0]), _gray(freiburg_frames[2])
     everything = Matcher(model=fine_stage_model, lk_refinement=False, min_fine_score=None).match(image0, image1)
     trusted = Matcher(model=fine_stage_model, lk_refinement=False).match(image0, image1)
@@ -200,8 +200,25 @@ def test_matcher_drops_matches_below_the_fine_score_in_pair_and_sequence_mode(fi
     assert sequence.match_next(image0) is None
     assert pairs(sequence.match_next(image1)) == pairs(trusted)
     # a model without the stage ignores the setting
-    plain = Matcher(lk_refinement=False, min_fine_score=0.99).match(image0, image1)
-    assert len(plain.keypoints0) == len(Matcher(lk_refinement=False).match(image0, image1).keypoints0)
+    plain = Matcher(exported_model, lk_refinement=False, min_fine_score=0.99).match(image0, image1)
+    assert len(plain.keypoints0) == len(Matcher(exported_model, lk_refinement=False).match(image0, image1).keypoints0) > 100
+
+
+def test_the_polish_follows_the_model_unless_told(exported_model, freiburg_frames):
+    """lk_refinement="auto" (the default): no polish after graphs with the fine stage (the
+    shipped ones), the polish after others; True and False decide for every model."""
+    image0, image1 = _gray(freiburg_frames[0]), _gray(freiburg_frames[2])
+    shipped, plain = Matcher(), Matcher(exported_model)
+    assert shipped.fine_stage and not plain.fine_stage
+    assert shipped.lk_refinement is None and plain.lk_refinement is not None
+    assert shipped.match(image0, image1).timing_ms["polish"] == 0 and plain.match(image0, image1).timing_ms["polish"] > 0
+    both = Matcher(lk_refinement=True)
+    assert both.lk_refinement is not None and both.match(image0, image1).timing_ms["polish"] > 0
+    assert Matcher(exported_model, lk_refinement=False).lk_refinement is None
+    plain.lk_refinement = "auto"  # the setter takes the same values
+    assert plain.lk_refinement is not None
+    with pytest.raises(ValueError, match="lk_refinement must be True, False or 'auto'"):
+        plain.lk_refinement = "sometimes"
 
 
 def test_rows_limits_the_stage_to_the_first_matches(freiburg_frames):

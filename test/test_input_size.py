@@ -18,7 +18,7 @@ from coarse_loftr_ros.preprocess import (
     check_input_size,
     to_model_input,
 )
-from matching import MODEL_ONLY, assert_same_matches
+from matching import MODEL_ONLY, assert_same_before_the_fine_stage, assert_same_matches
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "coarse_loftr_ros" / "models"
@@ -144,7 +144,8 @@ def test_shipped_graphs_take_any_size_and_give_the_matches_of_the_fixed_graph_at
     """The shipped graphs have dynamic height and width; at 640x480 they return the matches of
     the fixed-shape graphs they replaced (``FIXED_GRAPH_MATCHES``: those graphs' output on two
     scikit-image pairs). The weights were re-exported from default.pt, so not the same bits:
-    same cells, keypoints within 1e-3 px, confidences within 1e-4 (measured: 6e-5 px, 9e-6)."""
+    same cells, keypoints within 1e-3 px, confidences within 1e-4 (measured: 6e-5 px, 9e-6);
+    the fine stage at their end has since moved the matches it places (by at most 4 px)."""
     from coarse_loftr_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(MODELS / "default.onnx")
@@ -157,7 +158,7 @@ def test_shipped_graphs_take_any_size_and_give_the_matches_of_the_fixed_graph_at
         cut = float(expected.confidence[-1]) if capped else None
         for raw in (_raw(backend, image0, image1), _staged(backend, image0, image1)):
             assert len(raw.confidence) > 500
-            assert_same_matches(raw, expected, keypoint_atol=1e-3, cut=cut)
+            assert_same_before_the_fine_stage(raw, expected, cut=cut)
             if not capped:
                 assert len(raw.confidence) == len(expected.confidence)
 
@@ -172,7 +173,8 @@ def test_shipped_graph_files_stay_small():
 def test_onnx_runtime_equals_torch_at_other_sizes(size):
     """Pair graph, sequence graphs and the PyTorch checkpoint agree at sizes other than the
     traced 640x480, on real frames: the same matches (cells) but for near-ties at the top-K
-    cut, keypoints within 1e-3 px (measured 1.2e-4), confidences within 1e-4."""
+    cut, keypoints within 1e-3 px (measured 1.2e-4) where the graphs' fine stage (which the
+    checkpoint lacks) did not place them, confidences within 1e-4."""
     pytest.importorskip("torch")
     from coarse_loftr_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
     from coarse_loftr_ros.backends.torch_backend import TorchBackend
@@ -190,7 +192,7 @@ def test_onnx_runtime_equals_torch_at_other_sizes(size):
     assert np.all(expected.keypoints1 <= np.array(size) + 8)
     cut = float(expected.confidence[-1]) if len(expected.confidence) == 1024 else None
     for raw in (_raw(onnx_backend, image0, image1), _staged(onnx_backend, image0, image1)):
-        assert_same_matches(raw, expected, keypoint_atol=1e-3, cut=cut)
+        assert_same_before_the_fine_stage(raw, expected, cut=cut)
 
 
 def test_a_grid_smaller_than_top_k_pads_with_invalid_rows():
@@ -219,7 +221,7 @@ def test_matcher_none_is_640x480_and_a_size_sets_input_and_grid():
     assert matcher.input_size == (960, 288) and matcher.grid_size == (60, 18)
     result = matcher.match(image0, image1)
     assert result.grid_size == (60, 18)
-    assert len(result) > 100
+    assert len(result) > 50  # measured 78 (the fine stage's score drops the untrusted)
     height, width = image0.shape
     assert np.all(result.keypoints0 >= 0) and np.all(result.keypoints0 <= [width - 1, height - 1])
     assert result.cells0.max() < 60 * 18
@@ -243,7 +245,7 @@ def test_matcher_default_follows_each_pairs_aspect_ratio():
     image0, image1 = _real_pair()
     columns, rows = (v // 16 for v in auto_input_size((image1.shape[1], image1.shape[0]), 16))
     result = matcher.match(image0, image1)
-    assert result.grid_size == (columns, rows) and len(result) > 100
+    assert result.grid_size == (columns, rows) and len(result) > 50  # measured 98
 
 
 def test_a_sequence_and_a_keyframe_across_a_change_of_shape(freiburg_frames):

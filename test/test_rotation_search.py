@@ -177,8 +177,9 @@ def test_a_zoomed_out_view_is_matched_after_scaling_it_back(frame):
     searched = Matcher(rewarp=False).match(frame, shrunk)
     upright = Matcher(rotation_search=False, rewarp=False).match(frame, shrunk)
     assert searched.scale in SEARCH_SCALES and upright.scale == 1.0
-    # Measured 199 correct matches (of 213) with the search against 26 upright (polish window 9).
-    assert correct(searched, to_image1) >= max(3 * correct(upright, to_image1), 150)
+    # Measured 151 correct matches (of 157) with the search against 13 upright (the shipped
+    # graphs' fine stage; with the Lucas-Kanade polish instead, 199 of 213 against 26).
+    assert correct(searched, to_image1) >= max(3 * correct(upright, to_image1), 120)
     assert correct(searched, to_image1) >= 0.85 * len(searched)
 
 
