@@ -93,8 +93,9 @@ class CorrelationRefinement(nn.Module):
         self.register_buffer("steps", torch.stack([shift_x, shift_y], dim=1).float(), persistent=False)  # [S, 2]
         self.register_buffer("spacings", torch.tensor(config.scales, dtype=torch.float32), persistent=False)  # [n]
         area = config.patch + 2 * config.search + 2
+        self.reach = max(_reach(area, scale) for scale in config.scales)  # image 1 is read once, this far about each match
         for i, scale in enumerate(config.scales):
-            self.register_buffer(f"resample{i}", _interpolation_matrix(area, scale), persistent=False)
+            self.register_buffer(f"resample{i}", _interpolation_matrix(area, scale, self.reach), persistent=False)
 
     @staticmethod
     def _squares(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int) -> torch.Tensor:
@@ -108,16 +109,6 @@ class CorrelationRefinement(nn.Module):
         offsets = (dy * width + dx).reshape(1, 1, -1)  # [1, 1, side^2], row-major
         centre = y.clamp(margin, height - 1 - margin) * width + x.clamp(margin, width - 1 - margin)  # [1, K, 1]
         return image.reshape(-1)[(centre + offsets).reshape(-1)].reshape(*x.shape[:2], side, side)
-
-    def _resampled_squares(self, image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, side: int, which: int) -> torch.Tensor:
-        """The ``side x side`` squares of ``image`` read every ``config.scales[which]`` pixels
-        (bilinear) about the whole pixels ``x``, ``y`` (int ``[1, K, 1]``), ``[1, K, side, side]``.
-        The centres are whole pixels, so every match's samples fall at the same fractions of a
-        pixel: one gather of the whole-pixel square around them, then a product with a constant
-        interpolation matrix on each side."""
-        resample = getattr(self, f"resample{which}")  # [side, n]
-        window = self._squares(image, x, y, resample.shape[1])  # [1, K, n, n]
-        return torch.matmul(torch.matmul(resample, window), resample.transpose(0, 1))
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, points0: torch.Tensor, points1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         rows = self.config.rows
@@ -138,10 +129,20 @@ class CorrelationRefinement(nn.Module):
         x0, y0 = centre0[..., :1].long(), centre0[..., 1:].long()  # [1, K, 1]
         x1, y1 = start1[..., :1].long(), start1[..., 1:].long()
         square0 = self._squares(image0, x0, y0, ring)  # [1, K, P+2, P+2]
-        # image 1's searched area at each spacing, one after the other along the match axis
+        # image 1's searched area at each spacing, one after the other along the match axis, all
+        # from one gather of the whole-pixel square they lie in: spacing 1 is its centre, another
+        # spacing a product with a constant interpolation matrix on each side (the centres are
+        # whole pixels, so every match's samples fall at the same fractions of a pixel)
         scales = config.scales
+        window1 = self._squares(image1, x1, y1, 2 * self.reach + 1)  # [1, K, W, W]
+        start = self.reach - area // 2
         area1 = torch.cat(
-            [self._squares(image1, x1, y1, area) if scale == 1.0 else self._resampled_squares(image1, x1, y1, area, i) for i, scale in enumerate(scales)],
+            [
+                window1[..., start : start + area, start : start + area]
+                if scale == 1.0
+                else torch.matmul(torch.matmul(getattr(self, f"resample{i}"), window1), getattr(self, f"resample{i}").transpose(0, 1))
+                for i, scale in enumerate(scales)
+            ],
             dim=1,
         )  # [1, n K, A+2, A+2]
         inner = area1[..., 1:-1, 1:-1]  # [1, n K, A, A]: every pixel a shifted square can reach
@@ -191,7 +192,7 @@ class CorrelationRefinement(nn.Module):
         step = self.steps[best[..., 0]]  # [1, K, 2]
         moved = start1 + spacing * (step + offset)
         height, width = image0.shape[1], image0.shape[2]
-        margin0, margin1 = ring // 2, max(_reach(area, scale) for scale in scales)
+        margin0, margin1 = ring // 2, self.reach
         near_edge = (x0 < margin0) | (x0 > width - 1 - margin0) | (y0 < margin0) | (y0 > height - 1 - margin0)
         near_edge = near_edge | (x1 < margin1) | (x1 > width - 1 - margin1) | (y1 < margin1) | (y1 > height - 1 - margin1)
         score = torch.where((on_border | near_edge)[..., 0], torch.full_like(peak, -1.0), peak)
@@ -206,10 +207,9 @@ def _reach(side: int, spacing: float) -> int:
     return half if spacing == 1.0 else math.ceil(spacing * half) + 1
 
 
-def _interpolation_matrix(side: int, spacing: float) -> torch.Tensor:
-    """``[side, n]``: row k reads the point ``spacing * (k - side // 2)`` pixels from the centre of
-    an ``n``-pixel line (n = 2 * reach + 1) by linear interpolation."""
-    reach = _reach(side, spacing)
+def _interpolation_matrix(side: int, spacing: float, reach: int) -> torch.Tensor:
+    """``[side, 2 reach + 1]``: row k reads the point ``spacing * (k - side // 2)`` pixels from the
+    centre of a line of ``2 reach + 1`` pixels by linear interpolation."""
     matrix = torch.zeros(side, 2 * reach + 1)
     for k in range(side):
         position = spacing * (k - side // 2) + reach
