@@ -8,6 +8,8 @@ contrast), and moves the point to the best shift plus a sub-pixel step. The peak
 match's **fine score**: near 1 where the patches agree, low where the position cannot be
 trusted (a wrong match, an occlusion, a flat or repetitive patch). A peak on the search border
 (the true shift may lie beyond), and a match whose squares would cross the image's edge, score -1.
+With more than one spacing (``CorrelationConfig.scales``) image 1 is also read every 1.25 pixels
+(say), as a scene that grows ahead of a car needs, and each match keeps its best spacing and shift.
 
 It does what the Lucas-Kanade polish does after the graph, but inside it: a fixed amount of work
 per match (two small gathers from the images, static slices of them, one batched matrix
