@@ -186,8 +186,7 @@ class CorrelationRefinement(nn.Module):
             offset = _gauss_newton(square0, square1)
         else:
             row, column = row.clamp(1, side - 2), column.clamp(1, side - 2)
-            at = row * side + column
-            at = at + which * (side * side)
+            at = which * (side * side) + row * side + column
             around = torch.gather(zncc, 2, torch.cat([at - 1, at + 1, at - side, at + side, at], dim=2))  # left, right, up, down, centre
             left, right, up, down, centre = around.unbind(dim=2)
             offset = torch.stack([_parabola(left, centre, right), _parabola(up, centre, down)], dim=2)

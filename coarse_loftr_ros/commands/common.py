@@ -1,13 +1,15 @@
-"""What several sub-commands share (``eval`` and its ``--sequence`` mode): the ``Matcher`` of the
+"""What several sub-commands share (``match``, ``eval`` and its ``--sequence`` mode): the ``Matcher`` of the
 matching options that ``matching.options.add_matching_arguments`` adds to a parser."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
-def make_matcher(args: argparse.Namespace, model: str):
-    """The ``Matcher`` of one ``--model`` value with the command's matching options."""
+def make_matcher(args: argparse.Namespace, model: str | Path | None):
+    """The ``Matcher`` of one ``--model`` value (None or "default": the shipped model) with the
+    command's matching options."""
     from ..matching.matcher import Matcher
 
     return Matcher(

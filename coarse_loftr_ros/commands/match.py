@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..matching.options import add_matching_arguments, max_matches_arg
+from .common import make_matcher
 from ..outputs import IMAGE_OUTPUT_SUFFIXES
 
 
@@ -34,7 +35,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import OutputPathError
     from ..imageio import read_image
-    from ..matching.matcher import Matcher
     from ..outputs import check_output_file, write_atomically, write_image_atomically
     from ..matching.overlay import DEFAULT_MAX_LINES, draw_matches
 
@@ -44,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and args.overlay is not None and args.json.resolve() == args.overlay.resolve():
         raise OutputPathError("--json and --overlay name the same file; pass two file names")
     image0, image1 = read_image(args.image0, args.max_image_pixels), read_image(args.image1, args.max_image_pixels)
-    matcher = Matcher(
-        model=args.model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-        lk_refinement=args.lk_refinement, min_fine_score=args.min_fine_score, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
-        input_size=args.input_size,
-    )
+    matcher = make_matcher(args, args.model)
     result = matcher.match(image0, image1)
     if args.overlay:
         lines = DEFAULT_MAX_LINES if args.overlay_lines is None else args.overlay_lines  # 0: all
