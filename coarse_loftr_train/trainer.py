@@ -212,6 +212,19 @@ def _removed_part(key: str, config: ModelConfig) -> str | None:
     return None
 
 
+def start_added_layers_as_identity(model: CoarseLoFTR, missing: list[str]) -> list[int]:
+    """Zero the output LayerNorm of every transformer layer the init checkpoint lacks, so that a
+    grown model (more ``layer_names`` than its init) starts as the model it grew from: each new
+    layer returns ``x + 0``, and its gradients are not zero. Returns the indices of those layers."""
+    added = sorted({int(match[2]) for key in missing if (match := _LAYER_KEY.match(key))})
+    with torch.no_grad():
+        for index in added:
+            norm = model.loftr_coarse.layers[index].norm2
+            norm.weight.zero_()
+            norm.bias.zero_()
+    return added
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -440,6 +453,9 @@ def train(settings: dict, resume: str | Path | bool | None = None) -> CoarseLoFT
             log.info("init from %s; dropped %d tensors of the blocks and layers the config removes: %s", init_path, len(dropped), ", ".join(parts))
         if is_main and missing:
             log.info("init from %s; %d tensors start fresh (e.g. %s)", init_path, len(missing), missing[0])
+        grown = start_added_layers_as_identity(model, missing)
+        if is_main and grown:
+            log.info("init from %s; transformer layers %s are new and start as the identity", init_path, grown)
     model.to(device)
     if world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

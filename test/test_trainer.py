@@ -144,6 +144,27 @@ def test_init_into_a_smaller_student_drops_the_removed_blocks_and_layers_and_kee
     assert loaded.config.stage_blocks == (0, 2, 2, 2) and loaded.config.layer_names == ("self", "cross")
 
 
+def test_a_grown_student_starts_as_the_model_it_grew_from_and_its_new_layers_learn(image_folder, tmp_path):
+    """``model.layer_names`` with a second self/cross pair, started from a one-pair checkpoint:
+    before any step the grown model gives the same confidences as its init (the new layers
+    start as the identity), and one epoch of training moves the new layers' weights."""
+    from coarse_loftr_train.checkpoint import load_model
+
+    small = train(tiny_settings(image_folder, tmp_path / "small", "train.epochs=1", "model.layer_names=[self, cross]"))
+    init = f"model.init={tmp_path / 'small' / 'checkpoints' / 'last.pt'}"
+    pair = ("model.layer_names=[self, cross, self, cross]",)
+    start = train(tiny_settings(image_folder, tmp_path / "start", "train.epochs=1", "optim.lr=0", "optim.warmup_steps=0", init, *pair))
+    grown = train(tiny_settings(image_folder, tmp_path / "grown", "train.epochs=1", init, *pair))
+    images = torch.rand(2, 1, 1, 128, 160, generator=torch.Generator().manual_seed(3))
+    small, start = load_model(tmp_path / "small" / "checkpoints" / "last.pt").eval(), start.eval()
+    with torch.no_grad():  # lr 0 kept the weights as initialised; BatchNorm's running statistics moved, so copy them
+        start.load_state_dict({**start.state_dict(), **{k: v for k, v in small.state_dict().items() if "running" in k}})
+        torch.testing.assert_close(start(*images), small(*images), atol=1e-6, rtol=1e-5)
+    assert len(grown.loftr_coarse.layers) == 4
+    assert grown.loftr_coarse.layers[2].norm2.weight.abs().max() > 0  # it left the identity
+    assert not torch.equal(grown.loftr_coarse.layers[3].mlp[0].weight, start.loftr_coarse.layers[3].mlp[0].weight)
+
+
 def test_freeze_batchnorm_keeps_the_init_statistics_and_still_trains_the_rest(image_folder, tmp_path):
     """``model.freeze_batchnorm``: a fine-tune keeps every BatchNorm's running statistics from
     its init checkpoint (they move without it) while the weights, BatchNorm scales included, learn."""
@@ -274,7 +295,10 @@ def test_training_configs_build_their_model_and_start_from_another_recipe_stage(
     if init and init.startswith("coarse_loftr_ros/models/"):  # the checkpoint shipped with the package
         from coarse_loftr_train.checkpoint import load_model
 
-        model.load_state_dict(load_model(shipped).state_dict())  # strict: it fits this config
+        init_model = load_model(shipped)
+        missing, unexpected = model.load_state_dict(init_model.state_dict(), strict=False)
+        grown = range(len(init_model.loftr_coarse.layers), len(model.loftr_coarse.layers))  # a grown student's new layers
+        assert not unexpected and all(any(k.startswith(f"loftr_coarse.layers.{i}.") for i in grown) for k in missing), missing
     elif init:  # a later stage starts from a checkpoint that an earlier shipped config writes
         outputs = {load_settings(other)["output"] for other in TRAINING_CONFIGS if other != path}
         assert Path(init).parent.parent.as_posix() in outputs, f"{path.name}: init {init} is no other config's output"
