@@ -327,14 +327,12 @@ class FeatureMatcher(nn.Module):
         self.fine_stage = CorrelationRefinement(fine_stage) if fine_stage is not None else None
 
     def forward(self, features0: torch.Tensor, features1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        images = None
-        if self.fine_stage is not None:
-            (features0, image0), (features1, image1) = split_pixels(features0, self.model), split_pixels(features1, self.model)
-            images = image0, image1
+        # the model reads its channels from the front of the maps; the fine stage the pixels at their end
+        images = (pixels_of(features0, self.model), pixels_of(features1, self.model)) if self.fine_stage is not None else None
         return self.match(features0, features1, images)
 
     def match(self, features0: torch.Tensor, features1: torch.Tensor, images: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
-        """The outputs from feature maps without pixels and, for the fine stage, the images ``[1, H, W]``."""
+        """The outputs from feature maps (with or without the pixels after their channels) and, for the fine stage, the images ``[1, H, W]``."""
         feat0, feat1 = self.model.transform(features0, features1, encoded=True)
         temperature = self.model.config.temperature
         similarity = similarity_matrix(feat0, feat1, temperature)
@@ -357,13 +355,10 @@ def append_pixels(features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     return torch.cat([features, image.reshape(features.shape[0], -1, *features.shape[2:])], dim=1)
 
 
-def split_pixels(features: torch.Tensor, model: CoarseLoFTR) -> tuple[torch.Tensor, torch.Tensor]:
-    """Undo ``append_pixels``: the feature map and the image ``[1, H, W]``."""
+def pixels_of(features: torch.Tensor, model: CoarseLoFTR) -> torch.Tensor:
+    """The image ``[1, H, W]`` that ``append_pixels`` carries in a feature map (its last ``s^2`` channels)."""
     stride = model.config.coarse_stride
-    channels = stride * stride
-    rows, columns = features.shape[2], features.shape[3]
-    image = features[:, -channels:].reshape(features.shape[0], rows * stride, columns * stride)
-    return features[:, :-channels], image
+    return features[:, -stride * stride :].reshape(features.shape[0], features.shape[2] * stride, features.shape[3] * stride)
 
 
 class FeatureExtractor(nn.Module):

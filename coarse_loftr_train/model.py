@@ -429,8 +429,9 @@ class CoarseLoFTR(nn.Module):
         """The channels-last fine map ``[B, H/f, W/f, Cf]`` carried in an ``extract_features`` map (undoes its reshape)."""
         if self.refinement is None:
             raise ValueError(f"model {self.config.name!r} has no learned refinement (refine_window is 0)")
-        r = self.refinement.cells_per_coarse
-        return cnn[:, self.config.d_model :].reshape(cnn.shape[0], cnn.shape[2] * r, cnn.shape[3] * r, -1)
+        r, channels = self.refinement.cells_per_coarse, self.refinement.proj.out_channels
+        fine = cnn[:, self.config.d_model : self.config.d_model + r * r * channels]  # a map may carry more after (the pixels)
+        return fine.reshape(cnn.shape[0], cnn.shape[2] * r, cnn.shape[3] * r, channels)
 
     def tokens(self, coarse: torch.Tensor) -> torch.Tensor:
         """Coarse map ``[B, C, H/s, W/s]`` -> position-encoded tokens ``[B, L, C]``, row-major cells."""
