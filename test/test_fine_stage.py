@@ -39,6 +39,21 @@ def _run(stage: CorrelationRefinement, image0, image1, points0, points1):
     return q0[0].numpy(), q1[0].numpy(), score[0].numpy()
 
 
+def test_the_gradient_operator_gives_centred_pixels_and_central_differences():
+    """On a square of a known quadratic surface the constant operator returns its inner pixels
+    less their mean and the exact central differences (x right, y down), each row-major."""
+    from coarse_loftr_train.correlation import _gradient_operator
+
+    patch = 5
+    y, x = torch.meshgrid(torch.arange(patch + 2.0), torch.arange(patch + 2.0), indexing="ij")
+    square = 0.3 * x + 0.05 * y * y - 0.1 * x * y
+    centred, gx, gy = (square.reshape(1, -1) @ _gradient_operator(patch)).reshape(3, patch, patch)
+    inner = square[1:-1, 1:-1]
+    torch.testing.assert_close(centred, inner - inner.mean())
+    torch.testing.assert_close(gx, 0.3 - 0.1 * y[1:-1, 1:-1])
+    torch.testing.assert_close(gy, 0.1 * y[1:-1, 1:-1] - 0.1 * x[1:-1, 1:-1])
+
+
 @pytest.mark.parametrize("subpixel", ["gradient", "parabola"])
 @pytest.mark.parametrize("shift", [(2.3, -1.6), (0.5, 0.5), (-1.25, 0.1)])
 def test_a_known_subpixel_shift_is_recovered_and_scored_high(freiburg_frames, subpixel, shift):
