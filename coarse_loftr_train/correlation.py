@@ -12,9 +12,10 @@ With more than one spacing (``CorrelationConfig.scales``) image 1 is also read e
 (say), as a scene that grows ahead of a car needs, and each match keeps its best spacing and shift.
 
 It does what the Lucas-Kanade polish does after the graph, but inside it: a fixed amount of work
-per match (two small gathers from the images, static slices of them, one batched matrix
-product; no pass over the whole image), so it runs on ONNX Runtime, TensorRT and torch alike, on the GPU
-where the graph runs there.
+per match (two small gathers from the images, then products with constant 0/1 matrices and one
+batched product per match; no pass over the whole image), so it runs on ONNX Runtime, TensorRT
+and torch alike, on the GPU where the graph runs there. ONNX Runtime's cost here is per op, not
+per multiply-add: the code prefers a few large products to many small slices and sums.
 
 Coordinates: model-input pixels (x right, y down, pixel centres at integers). Image 0's square
 is centred on the match's point rounded to a whole pixel, which becomes the returned point;
