@@ -85,24 +85,24 @@ class CorrelationRefinement(nn.Module):
         ring_x, ring_y = window_offsets(config.patch + 2)  # a square with a one-pixel ring (for the gradients)
         self.register_buffer("ring_x", ring_x[None, None], persistent=False)  # [1, 1, (P+2)^2]
         self.register_buffer("ring_y", ring_y[None, None], persistent=False)
-        inner = config.patch + 2 * config.search  # side of the searched area (every pixel a shifted square reaches)
+        span = config.patch + 2 * config.search  # side of the searched area (every pixel a shifted square reaches)
+        area = span + 2  # with a one-pixel ring, for the gradients at the best shift
         # shifts[c, sx * P + j] = 1 where area column c is column j of the square at shift sx;
         # box[(r, c), (sy, sx)] = 1 where area pixel (r, c) lies in the square at shift (sx, sy)
-        c, sx, j = torch.meshgrid(torch.arange(inner), torch.arange(side), torch.arange(config.patch), indexing="ij")
-        self.register_buffer("shifts", (c == sx + j).float().reshape(inner, side * config.patch), persistent=False)
-        in_band = (torch.arange(inner)[:, None] >= torch.arange(side)) & (torch.arange(inner)[:, None] < torch.arange(side) + config.patch)
+        c, sx, j = torch.meshgrid(torch.arange(span), torch.arange(side), torch.arange(config.patch), indexing="ij")
+        self.register_buffer("shifts", (c == sx + j).float().reshape(span, side * config.patch), persistent=False)
+        in_band = (torch.arange(span)[:, None] >= torch.arange(side)) & (torch.arange(span)[:, None] < torch.arange(side) + config.patch)
         box = in_band[:, None, :, None] & in_band[None, :, None, :]  # [r, c, sy, sx]
-        self.register_buffer("box", box.float().reshape(inner * inner, side * side), persistent=False)
+        self.register_buffer("box", box.float().reshape(span * span, side * side), persistent=False)
         # diagonals[(r, sx, i), (sy, sx')] = 1 where area row r meets template row i at shift sy
         # (r = sy + i), for the same horizontal shift (sx = sx')
-        r, sx, i, sy, sx_ = torch.meshgrid(*(torch.arange(n) for n in (inner, side, config.patch, side, side)), indexing="ij")
+        r, sx, i, sy, sx_ = torch.meshgrid(*(torch.arange(n) for n in (span, side, config.patch, side, side)), indexing="ij")
         diagonals = (r == sy + i) & (sx == sx_)
-        self.register_buffer("diagonals", diagonals.float().reshape(inner * side * config.patch, side * side), persistent=False)
+        self.register_buffer("diagonals", diagonals.float().reshape(span * side * config.patch, side * side), persistent=False)
         shift_x, shift_y = window_offsets(side)
         self.register_buffer("steps", torch.stack([shift_x, shift_y], dim=1).float(), persistent=False)  # [S, 2]
         self.register_buffer("gradient_operator", _gradient_operator(config.patch), persistent=False)
         self.register_buffer("spacings", torch.tensor(config.scales, dtype=torch.float32), persistent=False)  # [n]
-        area = config.patch + 2 * config.search + 2
         self.reach = max(_reach(area, scale) for scale in config.scales)  # image 1 is read once, this far about each match
         for i, scale in enumerate(config.scales):
             self.register_buffer(f"resample{i}", _interpolation_matrix(area, scale, self.reach), persistent=False)
