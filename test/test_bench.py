@@ -31,7 +31,7 @@ def test_bench_reports_methods_stages_and_memory(tmp_path, exported_model, relea
     pair, sequence = methods["coarse-loftr pair"]["median_matches"], methods["coarse-loftr sequence"]["median_matches"]
     assert abs(pair - sequence) <= max(2, 0.01 * pair)
     for name in ("coarse-loftr pair", "coarse-loftr sequence", "model alone pair"):
-        assert set(methods[name]["stages_median_ms"]) == {"model", "prior", "search", "rewarp", "polish"}
+        assert set(methods[name]["stages_median_ms"]) == {"model", "prior", "search", "rewarp", "zoom", "polish"}
         runs = methods[name]["model_runs"]
         assert 1 <= runs["mean"] <= runs["max"] <= 3 and 1 <= runs["p95"] <= runs["max"]
     assert methods["model alone pair"]["model_runs"]["max"] == 1 and methods["model alone pair"]["stages_median_ms"]["polish"] == 0

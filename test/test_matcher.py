@@ -46,7 +46,7 @@ def test_result_is_sorted_inside_images_and_complete(matcher, motorcycle):
         assert np.all(points >= -0.5) and np.all(points[:, 0] <= w - 0.5) and np.all(points[:, 1] <= h - 0.5)
     assert result.image0_size == (741, 500) and result.grid_size == (40, 30)  # "auto": 741x500 fills 90 % of 640x480
     assert len(set(result.cells0.tolist())) == n  # mutual nearest neighbours: one match per cell
-    assert set(result.timing_ms) == {"preprocess", "inference", "postprocess", "total", "model", "prior", "search", "rewarp", "polish"}
+    assert set(result.timing_ms) == {"preprocess", "inference", "postprocess", "total", "model", "prior", "search", "rewarp", "zoom", "polish"}
     assert result.timing_ms["model"] <= result.timing_ms["inference"] and result.timing_ms["polish"] <= result.timing_ms["postprocess"]
 
 

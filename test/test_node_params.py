@@ -49,7 +49,7 @@ def test_every_spec_is_self_consistent():
 
 def test_only_runtime_tunable_parameters_are_dynamic():
     dynamic = {spec.name for spec in PARAMETERS if spec.dynamic}
-    assert dynamic == {"threshold", "max_matches", "lk_refinement", "min_fine_score", "rotation_search", "rewarp", "max_model_runs", "time_budget_ms", "publish_overlay", "overlay_max_lines"}
+    assert dynamic == {"threshold", "max_matches", "lk_refinement", "min_fine_score", "rotation_search", "rewarp", "zoom", "max_model_runs", "time_budget_ms", "publish_overlay", "overlay_max_lines"}
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_resolve_backend():
 
 def test_matcher_arguments_per_backend():
     base = validate_parameters({})
-    matcher_options = {"lk_refinement": "auto", "min_fine_score": 0.7, "rotation_search": True, "rewarp": True, "max_model_runs": 3, "time_budget_ms": None, "input_size": "auto"}
+    matcher_options = {"lk_refinement": "auto", "min_fine_score": 0.7, "rotation_search": True, "rewarp": True, "zoom": True, "max_model_runs": 3, "time_budget_ms": None, "input_size": "auto"}
     assert matcher_arguments(base) == {"model": None, "backend": "auto", "threshold": None, "max_matches": None, **matcher_options}
     onnx = replace(base, model="/m/a.onnx", threads=2, threshold=0.3, max_matches=400, trt_precision="int8", time_budget_ms=40.0)
     assert matcher_arguments(onnx) == {

@@ -299,6 +299,11 @@ def test_training_configs_build_their_model_and_start_from_another_recipe_stage(
         missing, unexpected = model.load_state_dict(init_model.state_dict(), strict=False)
         grown = range(len(init_model.loftr_coarse.layers), len(model.loftr_coarse.layers))  # a grown student's new layers
         assert not unexpected and all(any(k.startswith(f"loftr_coarse.layers.{i}.") for i in grown) for k in missing), missing
+    elif init and init.startswith("training/"):  # a committed checkpoint of an earlier run (training/*/README.md)
+        from coarse_loftr_train.checkpoint import load_model
+
+        missing, unexpected = model.load_state_dict(load_model(shipped).state_dict(), strict=False)
+        assert not missing and not unexpected
     elif init:  # a later stage starts from a checkpoint that an earlier shipped config writes
         outputs = {load_settings(other)["output"] for other in TRAINING_CONFIGS if other != path}
         assert Path(init).parent.parent.as_posix() in outputs, f"{path.name}: init {init} is no other config's output"

@@ -14,6 +14,6 @@ def make_matcher(args: argparse.Namespace, model: str | Path | None):
 
     return Matcher(
         model=None if model == "default" else model, backend=args.backend, threshold=args.threshold, max_matches=args.max_matches,
-        lk_refinement=args.lk_refinement, min_fine_score=args.min_fine_score, rotation_search=args.rotation_search, rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
+        lk_refinement=args.lk_refinement, min_fine_score=args.min_fine_score, rotation_search=args.rotation_search, rewarp=args.rewarp, zoom=args.zoom, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
         input_size=args.input_size,
     )

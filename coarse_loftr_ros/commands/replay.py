@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         lk_refinement=args.lk_refinement,
         min_fine_score=args.min_fine_score,
         rotation_search=args.rotation_search,
-        rewarp=args.rewarp, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
+        rewarp=args.rewarp, zoom=args.zoom, max_model_runs=args.max_model_runs, time_budget_ms=args.time_budget_ms,
         input_size=args.input_size,
         use_camera_info=not args.no_camera_info,
         camera_info_topic=args.camera_info_topic,

@@ -157,7 +157,7 @@ def input_size_arg(text: str) -> tuple[int, int] | str | None:
 
 def add_matching_arguments(parser) -> None:
     """The Matcher's options on a command line: ``--threshold``, ``--max-matches``, ``--input-size``
-    and its optional steps, ``--no-lk-refinement``, ``--min-fine-score``, ``--no-rotation-search`` and ``--no-rewarp``,
+    and its optional steps, ``--no-lk-refinement``, ``--min-fine-score``, ``--no-rotation-search``, ``--no-rewarp`` and ``--no-zoom``,
     and the budgets ``--max-model-runs`` and ``--time-budget-ms``."""
     parser.add_argument("--threshold", type=threshold_arg, default=None, metavar="T",
                         help="minimum match confidence in [0, 1] (default: the model's; 0 keeps every match)")
@@ -180,6 +180,9 @@ def add_matching_arguments(parser) -> None:
                         help="match upright only: never try image 1 turned (+-30/+-60 deg) or scaled (0.6/1.6) on a weak pair")
     parser.add_argument("--no-rewarp", dest="rewarp", action="store_false",
                         help="match once: never match again with image 1 warped onto image 0 by the first match's homography")
+    parser.add_argument("--no-zoom", dest="zoom", action="store_false",
+                        help="never match image 1 shrunk about its centre when the rewarp of a weak pair gains nothing "
+                             "(the views that follow a scene growing ahead of a forward-moving camera)")
     parser.add_argument("--max-model-runs", type=max_model_runs_arg, default=3, metavar="N",
                         help="the most model runs one pair may cost (default 3: the upright view and two of the "
                              "predicted rotation, the rewarp and the search; 1: upright only)")

@@ -27,6 +27,12 @@ The steps, in order:
 5. ``RotationSearch``: when the best view still matches weakly, the fixed angles (nearest the
    predicted angle first) and then the scales of ``rotation_search``; the scales first when no
    turn is predicted.
+6. ``Zoom``: when the rewarp of the upright view stopped the runs (no gain: a camera moving
+   forward through a scene, whose near parts grow and far parts do not), image 1 shrunk about
+   its centre by each of ``ZOOM_SCALES``. The near parts of a view 10-20 frames ahead of a car
+   grow 1.3-2x, beyond what the model's cells tolerate; shrunk, they come back into its range.
+   These views are matched *as well as* the best one: ``Matcher`` returns their matches with
+   the best view's (``View.merge``), so a cell of image 0 may have a match from each view. No other step runs after a zoom view.
 
 The Lucas-Kanade polish runs after the model runs, on the best view only (``lk_refinement``); it
 costs no model run.
@@ -34,6 +40,7 @@ costs no model run.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -51,6 +58,19 @@ Measured with a budget of 8 runs: on the development homography levels and the c
 a rewarp raises the score by a median of 65-117 %; on the dev drive's pairs 5-20 frames apart by
 -1 to +6 % (10th-90th percentile -10 to +13 %), and the views the search tried after it there
 found no more correct matches than the view kept (docs/model.md)."""
+
+ZOOM_SCALES: tuple[float, ...] = (0.7, 0.85)
+"""Factors by which ``Zoom`` shrinks image 1 about its centre, in the order tried (a budget of
+one run more tries the first only). On the development drive (``Matcher()``, 41 pairs 10 frames
+apart, 31 pairs 20 frames apart) the matches of 0.85 and 0.7 together with the best view's raise
+pose AUC@10 from 79 to 96 and from 18 to 53 (docs/model.md)."""
+
+ZOOM_GROWTH_MIN = -0.1
+"""``Zoom`` enlarges image 1 instead (by the inverse factors) when the upright view's matches lie
+this much nearer the image centre in image 1 than in image 0 (median log of the ratio of their
+distances from the centre): image 1 is then the farther view (a camera moving backwards, or a
+pair given newest first). Far pairs of a forward-moving car measure -0.09 to +0.14 there, so
+the threshold sits below them."""
 
 PREDICTED_ANGLE_MIN = 15.0
 """``PredictedRotation`` proposes a turn only when the predicted angle is at least this many
@@ -70,6 +90,7 @@ class View:
         rewarped: warped onto image 0 by a homography (``Rewarp`` or ``MotionPrior``).
         key: what identifies the view among a pair's candidates (no view is matched twice).
         stop_below: when the view scores below this, the pair's runs end (None: never).
+        merge: its matches are returned together with the best view's, not instead (``Zoom``).
     """
 
     image: np.ndarray
@@ -79,6 +100,7 @@ class View:
     rewarped: bool = False
     key: tuple = ("upright",)
     stop_below: float | None = None
+    merge: bool = False
 
 
 @dataclass
@@ -149,15 +171,28 @@ class PairSearch:
             return False
         return time.perf_counter() + self.longest_run_ms / 1e3 > self.deadline
 
+    @property
+    def merged(self) -> list[Candidate]:
+        """The candidates whose matches are returned with the best view's (``View.merge``)."""
+        return [c for c in self.candidates if c.view.merge]
+
+    @property
+    def kept(self) -> Candidate | None:
+        """The best candidate among those that are not merged: the view the pair is matched in."""
+        own = [c for c in self.candidates if not c.view.merge]
+        return max(own, key=lambda c: c.score) if own else None
+
     def tried(self, key: tuple) -> bool:
         return any(c.view.key == key for c in self.candidates)
 
     def run_steps(self, steps: tuple[Step, ...]) -> Candidate:
         """Spend the budget on the steps' proposals, in the order of ``steps``, until it is spent
-        (runs or time), no step proposes, or a view scores below its ``stop_below``; the best
-        candidate."""
-        while self.runs < self.budget and not self.stopped and not self.out_of_time:
+        (runs or time) or no step proposes; once a view scores below its ``stop_below``, only
+        the steps marked ``after_stop`` (``Zoom``) may still propose. The best candidate."""
+        while self.runs < self.budget and not self.out_of_time:
             for step in steps:
+                if self.stopped and not getattr(step, "after_stop", False):
+                    continue
                 start = time.perf_counter()
                 view = step.propose(self)
                 if view is not None and not self.tried(view.key):
@@ -304,6 +339,52 @@ class Rewarp:
         warped = warp_onto(pair.image1, homography, pair.box0.original_size)
         stop_below = best.score * (1.0 + REWARP_MIN_GAIN) if best.view.key == ("upright",) else None
         return View(warped, homography, best.view.angle, best.view.scale, rewarped=True, key=("rewarp", len(pair.candidates)), stop_below=stop_below)
+
+
+class Zoom:
+    """When the rewarp of the upright view ended the pair's runs (it gained less than
+    ``REWARP_MIN_GAIN``): image 1 shrunk about its centre by each of ``ZOOM_SCALES`` (enlarged
+    when the upright matches say image 1 is the farther view, ``ZOOM_GROWTH_MIN``), their
+    matches merged with the best view's. Runs after the stop (``after_stop``), and no other
+    step runs after a zoom view."""
+
+    name = "zoom"
+    after_stop = True
+
+    def propose(self, pair: PairSearch) -> View | None:
+        if not any(c.view.key[0] == "rewarp" and c.view.stop_below is not None and c.score < c.view.stop_below for c in pair.candidates):
+            return None
+        upright = next((c for c in pair.candidates if c.view.key == ("upright",)), None)
+        if upright is None:
+            return None
+        if "zoom_out" not in pair.notes:
+            pair.notes["zoom_out"] = _growth(pair, upright) >= ZOOM_GROWTH_MIN
+        for factor in ZOOM_SCALES:
+            scale = factor if pair.notes["zoom_out"] else 1.0 / factor
+            key = ("zoom", scale)
+            if not pair.tried(key):
+                image, to_image1 = rotate_image(pair.image1, 0.0, scale)
+                # stop_below infinite: after a zoom view only the zoom step proposes
+                return View(image, to_image1, 0.0, scale, key=key, stop_below=math.inf, merge=True)
+        return None
+
+
+def _growth(pair: PairSearch, candidate: Candidate) -> float:
+    """Median log of how much farther from the image centre the candidate's matches lie in
+    image 1 than in image 0 (model-input pixels; 0 with fewer than 8 matches off the centre)."""
+    points0, points1 = pair.model_points(candidate)
+    distance0 = np.linalg.norm(points0 - _centre(pair.box0), axis=1)
+    distance1 = np.linalg.norm(points1 - _centre(candidate.letterbox1), axis=1)
+    off_centre = (distance0 > 2 * pair.stride) & (distance1 > 0)
+    if off_centre.sum() < 8:
+        return 0.0
+    return float(np.median(np.log(distance1[off_centre] / distance0[off_centre])))
+
+
+def _centre(box: Letterbox) -> np.ndarray:
+    """The centre of the original image, in model-input pixels."""
+    width, height = box.original_size
+    return np.asarray(box.to_model(np.array([[(width - 1) / 2.0, (height - 1) / 2.0]])), np.float64)[0]
 
 
 def _predicted_angle(pair: PairSearch) -> float:

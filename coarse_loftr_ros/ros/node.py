@@ -246,6 +246,7 @@ class MatcherNode(Node):
         self._matcher.min_fine_score = config.min_fine_score
         self._matcher.rotation_search = config.rotation_search
         self._matcher.rewarp = config.rewarp
+        self._matcher.zoom = config.zoom
         self._matcher.time_budget_ms = config.time_budget_ms  # 0: none
         self.config = config
         self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))

@@ -100,6 +100,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("rewarp", True, "when a pair matches weakly and its matches agree on a homography far from a "
                   "shift (perspective, zoom, rotation), warp image 1 onto image 0 by it, match again and keep the "
                   "better (one more model run on such pairs)", dynamic=True),
+    ParameterSpec("zoom", True, "when the rewarp of a weak pair gains nothing (a camera moving forward: near things "
+                  "grow, far ones do not), also match image 1 shrunk about its centre by 0.7 and 0.85 and return "
+                  "those views' matches with the pair's (within max_model_runs; needs rewarp)", dynamic=True),
     ParameterSpec("max_model_runs", 3, "the most model runs one pair may cost (1 = upright only: no motion prior, "
                   "search or rewarp); a pair taken while the node is behind (a newer pair replaced a waiting one) "
                   "gets 1, counted as 'steps shed total'", minimum=1, maximum=32, dynamic=True),
@@ -167,6 +170,7 @@ class NodeConfig:
     min_fine_score: float
     rotation_search: bool
     rewarp: bool
+    zoom: bool
     max_model_runs: int
     time_budget_ms: float
     threads: int
@@ -290,6 +294,7 @@ def matcher_arguments(config: NodeConfig) -> dict[str, Any]:
         "min_fine_score": config.min_fine_score,
         "rotation_search": config.rotation_search,
         "rewarp": config.rewarp,
+        "zoom": config.zoom,
         "max_model_runs": config.max_model_runs,
         "time_budget_ms": config.time_budget_ms or None,
     }

@@ -127,6 +127,7 @@ class ReplayConfig:
     min_fine_score: float | None = NODE_DEFAULTS["min_fine_score"]
     rotation_search: bool = NODE_DEFAULTS["rotation_search"]
     rewarp: bool = NODE_DEFAULTS["rewarp"]
+    zoom: bool = NODE_DEFAULTS["zoom"]
     max_model_runs: int = NODE_DEFAULTS["max_model_runs"]
     time_budget_ms: float | None = None  # Matcher(time_budget_ms=...): None or 0 = no limit
     input_size: tuple[int, int] | str | None = "auto"  # Matcher(input_size=...): "auto", None (the model's own) or (width, height)
@@ -679,6 +680,7 @@ def _create_matcher(config: ReplayConfig) -> Any:
         min_fine_score=config.min_fine_score,
         rotation_search=config.rotation_search,
         rewarp=config.rewarp,
+        zoom=config.zoom,
         max_model_runs=config.max_model_runs,
         time_budget_ms=config.time_budget_ms,
         input_size=config.input_size,
