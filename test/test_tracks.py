@@ -65,7 +65,9 @@ def test_keyframe_replaced_when_matches_to_it_fall_on_real_frames(kitti_frames):
     from coarse_loftr_ros import Matcher
 
     matcher = Matcher()
-    pairer = SequencePairer(keyframe_every=0, min_matches=120)
+    # 180: with the zoom views a frame 10 frames past its keyframe still has 140-150 matches
+    # (without them 80-90), so the threshold that moves the keyframe within 12 frames is higher.
+    pairer = SequencePairer(keyframe_every=0, min_matches=180)
     features = [matcher.extract(frame) for frame in kitti_frames]
     references, counts = [], []
     for index, feature in enumerate(features):
@@ -78,12 +80,12 @@ def test_keyframe_replaced_when_matches_to_it_fall_on_real_frames(kitti_frames):
         counts.append(len(result))
     assert references[0] == 0
     # Matches fall with the distance to the keyframe (1.2 m per frame) ...
-    assert counts[0] > 120 and counts[0] > counts[references.count(0) - 1]
-    # ... until a frame below 120 takes over: several keyframes, each frame matched to the newest.
+    assert counts[0] > 180 and counts[0] > counts[references.count(0) - 1]
+    # ... until a frame below 180 takes over: several keyframes, each frame matched to the newest.
     assert 2 <= pairer.keyframes < len(kitti_frames)
     assert references == sorted(references)
     for reference, count, nxt in zip(references, counts, references[1:]):
-        assert nxt == reference or count < 120
+        assert nxt == reference or count < 180
 
 
 @pytest.mark.slow
@@ -104,4 +106,4 @@ def test_the_keyframe_example_of_node_md_runs_as_written():
     lines = process.stdout.strip().splitlines()
     assert len(lines) == 14 and all("matches to the keyframe" in line for line in lines)
     counts = [int(line.split(": ")[1].split()[0]) for line in lines]
-    assert min(counts) < 120 < max(counts)  # the keyframe was replaced at least once, on real matching
+    assert min(counts) < 180 < max(counts)  # the keyframe was replaced at least once, on real matching
