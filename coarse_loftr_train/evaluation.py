@@ -133,7 +133,8 @@ def _essential_matrices(
 
     Essential matrix by RANSAC on coordinates normalised by each camera's intrinsics
     (threshold ``pixel_threshold`` over the mean focal length); OpenCV may return several
-    3x3 candidates. None with fewer than 5 matches or when RANSAC finds nothing.
+    3x3 candidates. None with fewer than 5 matches, when RANSAC finds nothing, or on matches
+    too degenerate for OpenCV's five-point solver.
     """
     if len(keypoints0) < 5:
         return None
@@ -142,7 +143,10 @@ def _essential_matrices(
     norm1 = (np.asarray(keypoints1, np.float64) - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
     threshold = pixel_threshold / np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
     cv2.setRNGSeed(0)
-    essential, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), method=cv2.RANSAC, prob=0.99999, threshold=threshold)
+    try:
+        essential, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), method=cv2.RANSAC, prob=0.99999, threshold=threshold)
+    except cv2.error:  # degenerate matches (no motion between them, a few points repeated): OpenCV's solver asserts
+        return None
     if essential is None:
         return None
     return list(np.split(essential, len(essential) // 3)), norm0, norm1, mask

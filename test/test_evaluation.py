@@ -55,6 +55,18 @@ def test_relative_pose_error_of_exact_correspondences_is_near_zero():
     assert ev.relative_pose_error(k0, k1, K, K, wrong) > 45
 
 
+def test_matches_too_degenerate_for_the_five_point_solver_score_no_pose_instead_of_raising():
+    """No motion at all, or six points each matched five times (a pair seen in several views can
+    repeat matches): OpenCV's solver asserts on these; the protocol scores them as no pose."""
+    rng = np.random.default_rng(2)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    still = rng.uniform([0, 0], [640, 480], (30, 2))
+    repeated = np.repeat(rng.uniform([0, 0], [640, 480], (6, 2)), 5, axis=0)
+    for points in (still, repeated):
+        assert ev.relative_pose_error(points, points, K, K, np.eye(4)) == float("inf")
+        assert ev.estimate_relative_pose(points, points, K, K) is None
+
+
 def test_stereo_scoring_of_an_oracle_and_of_sift():
     left, right, disparity = ev.motorcycle_pair()
     ys, xs = np.mgrid[20:480:20, 20:700:20]

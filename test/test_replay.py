@@ -272,6 +272,8 @@ def test_geometric_inliers_find_the_true_geometry():
     assert method == "essential"
     assert 295 <= inliers <= 310
     assert geometric_inliers(kp0[:7], kp1[:7]) == (0, None)
+    # matches too degenerate for OpenCV's five-point solver (no motion): no inliers, not an exception
+    assert geometric_inliers(kp0[:30], kp0[:30], camera, camera) == (0, "essential")
 
 
 def synthetic_result(kp0: np.ndarray, kp1: np.ndarray, size=(640, 480)) -> MatchResult:

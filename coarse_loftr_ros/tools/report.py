@@ -137,21 +137,24 @@ def geometric_inliers(
 
     Essential matrix when both cameras are calibrated (threshold converted to normalised
     units with the mean focal length), else fundamental matrix. ``(0, None)`` for fewer
-    than 8 matches.
+    than 8 matches; no inliers for matches too degenerate for OpenCV's solver.
     """
     n = int(len(keypoints0))
     if n < MIN_MATCHES_FOR_GEOMETRY:
         return 0, None
-    if camera0 is not None and camera1 is not None:
-        x0, x1 = camera0.normalise(keypoints0), camera1.normalise(keypoints1)
-        focal = (camera0.focal_px + camera1.focal_px) / 2.0
-        _, mask = cv2.findEssentialMat(x0, x1, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=threshold_px / focal)
-        method = "essential"
-    else:
-        p0 = np.ascontiguousarray(keypoints0, dtype=np.float64).reshape(-1, 2)
-        p1 = np.ascontiguousarray(keypoints1, dtype=np.float64).reshape(-1, 2)
-        _, mask = cv2.findFundamentalMat(p0, p1, cv2.FM_RANSAC, threshold_px, 0.999)
-        method = "fundamental"
+    try:
+        if camera0 is not None and camera1 is not None:
+            x0, x1 = camera0.normalise(keypoints0), camera1.normalise(keypoints1)
+            focal = (camera0.focal_px + camera1.focal_px) / 2.0
+            method = "essential"
+            _, mask = cv2.findEssentialMat(x0, x1, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=threshold_px / focal)
+        else:
+            p0 = np.ascontiguousarray(keypoints0, dtype=np.float64).reshape(-1, 2)
+            p1 = np.ascontiguousarray(keypoints1, dtype=np.float64).reshape(-1, 2)
+            method = "fundamental"
+            _, mask = cv2.findFundamentalMat(p0, p1, cv2.FM_RANSAC, threshold_px, 0.999)
+    except cv2.error:  # degenerate matches (no motion, a few points repeated): OpenCV's solver asserts
+        mask = None
     inliers = 0 if mask is None else int(np.count_nonzero(mask))
     return inliers, method
 
