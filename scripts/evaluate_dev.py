@@ -47,14 +47,11 @@ def methods_for(args: argparse.Namespace) -> dict[str, evaluation.Method]:
         methods[model] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms))
         if args.alone and not args.steps:  # the model without the steps after it
             methods[f"{model} (model only)"] = evaluation.matcher_method(Matcher(model=path, threshold=args.threshold, **MODEL_ALONE))
-        if args.no_polish and not args.steps:  # the model and its steps, without the LK polish
-            methods[f"{model} (no LK polish)"] = evaluation.matcher_method(
-                Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=False)
-            )
-        if args.no_zoom and not args.steps:  # the model and its steps, without the zoom views
-            methods[f"{model} (no zoom)"] = evaluation.matcher_method(
-                Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, zoom=False)
-            )
+        for wanted, label in ((args.no_polish, "no LK polish"), (args.no_zoom, "no zoom")):  # the model and its steps, less one
+            if wanted and not args.steps:
+                methods[f"{model} ({label})"] = evaluation.matcher_method(
+                    Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, **STEPS[label])
+                )
         if args.polish and not args.steps:  # a model with the fine stage, with the LK polish after it too
             polished = Matcher(model=path, threshold=args.threshold, time_budget_ms=args.time_budget_ms, lk_refinement=True)
             if polished.fine_stage:

@@ -16,40 +16,36 @@ FAR_PAIRS = ((15, 35), (30, 50), (20, 30), (40, 50))  # 20 and 10 frames apart, 
 
 @pytest.fixture(scope="module")
 def drive():
-    """(frames, poses camera-to-world, K) of the development drive."""
+    """(frames, the sequence with its poses and K) of the development drive."""
     from coarse_loftr_train import sequence_evaluation
 
     data = sequence_evaluation.read_sequence(require(KITTI))
-    return [read_image(path) for path in data.images], data.poses, data.K
+    return [read_image(path) for path in data.images], data
 
 
-def epipolar_inliers(result, pose0: np.ndarray, pose1: np.ndarray, K: np.ndarray, tolerance_px: float = 1.0) -> int:
-    """Matches within ``tolerance_px`` (Sampson distance) of the true epipolar geometry."""
-    relative = np.linalg.inv(pose1) @ pose0  # camera 0 -> camera 1
-    rotation, translation = relative[:3, :3], relative[:3, 3]
-    cross = np.array([[0, -translation[2], translation[1]], [translation[2], 0, -translation[0]], [-translation[1], translation[0], 0]])
-    inverse = np.linalg.inv(K)
-    fundamental = inverse.T @ cross @ rotation @ inverse
-    x0 = np.c_[result.keypoints0, np.ones(len(result))]
-    x1 = np.c_[result.keypoints1, np.ones(len(result))]
-    line1, line0 = x0 @ fundamental.T, x1 @ fundamental
-    numerator = np.sum(x1 * line1, axis=1) ** 2
-    distance = np.sqrt(numerator / (line1[:, 0] ** 2 + line1[:, 1] ** 2 + line0[:, 0] ** 2 + line0[:, 1] ** 2))
+def epipolar_inliers(result, data, k0: int, k1: int, tolerance_px: float = 1.0) -> int:
+    """Matches within ``tolerance_px`` (Sampson distance) of the true epipolar geometry of frames k0 -> k1."""
+    from coarse_loftr_train.labels import fundamental_from_cameras, sampson_distance
+
+    relative = data.relative_pose(k0, k1)  # camera k0 -> camera k1
+    camera0 = {"K": data.K, "R_world_to_camera": np.eye(3), "t": np.zeros(3)}
+    camera1 = {"K": data.K, "R_world_to_camera": relative[:3, :3], "t": relative[:3, 3]}
+    distance = sampson_distance(fundamental_from_cameras(camera0, camera1), result.keypoints0, result.keypoints1)
     return int((distance < tolerance_px).sum())
 
 
 def test_far_pairs_of_a_forward_moving_car_gain_correct_matches_from_the_zoom_views(drive):
     """Measured: 10-19 -> 19-20 correct matches 20 frames apart, 26-28 -> 50-59 at 10 frames
     (within 1 px); all four pairs together 75 -> 148."""
-    frames, poses, K = drive
+    frames, data = drive
     with_zoom, without = Matcher(), Matcher(zoom=False)
     gained, base = 0, 0
     for a, b in FAR_PAIRS:
         zoomed, plain = with_zoom.match(frames[a], frames[b]), without.match(frames[a], frames[b])
         assert zoomed.model_runs == 3 and plain.model_runs == 2  # upright, rewarp, and one zoom view in the default budget
         assert zoomed.timing_ms["zoom"] > 0 and plain.timing_ms["zoom"] == 0
-        gained += epipolar_inliers(zoomed, poses[a], poses[b], K)
-        base += epipolar_inliers(plain, poses[a], poses[b], K)
+        gained += epipolar_inliers(zoomed, data, a, b)
+        base += epipolar_inliers(plain, data, a, b)
     assert gained >= 1.4 * base
 
 
