@@ -451,6 +451,24 @@ def _export_graph(
     tmp.replace(path)
 
 
+def set_metadata(output: str | Path, entries: dict[str, str]) -> None:
+    """Add or replace ``entries`` (keys without the prefix) in the metadata of the graphs
+    ``export_onnx`` wrote to ``output``: the pair graph and, where present, its sequence graphs."""
+    import onnx
+
+    paths = [Path(output), *sequence_graph_paths(output)]
+    for path in (p for p in paths if p.is_file()):
+        proto = onnx.load(str(path))
+        keep = [(e.key, e.value) for e in proto.metadata_props if e.key.removeprefix(METADATA_PREFIX) not in entries]
+        del proto.metadata_props[:]
+        for key, value in [*keep, *((METADATA_PREFIX + k, v) for k, v in entries.items())]:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        tmp = path.with_name(path.name + ".tmp")
+        onnx.save(proto, str(tmp))
+        tmp.replace(path)
+
+
 def _declare_output_shapes(proto, module: nn.Module, inputs: tuple, dynamic_axes: dict[str, dict[int, str]]) -> None:
     """Write the example's size into every output dimension that is not a dynamic axis.
 

@@ -6,10 +6,13 @@ pixels. The Matcher does everything else (image conversion, resizing, mapping ba
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from ..errors import ModelError
 
 # Names of the tensors of the single-graph matcher model written by `coarse-loftr export`.
 INPUT_NAMES = ("image0", "image1")  # float32 [1, 1, H, W], grayscale in [0, 1]
@@ -100,6 +103,23 @@ def has_fine_stage(backend: Backend) -> bool:
     """Whether ``backend``'s graphs place each match themselves (``coarse-loftr export
     --fine-stage``: they output ``FINE_SCORE_NAME``), read from the graphs' metadata."""
     return getattr(backend, "metadata", {}).get("fine_stage", "none") not in ("", "none")
+
+
+def match_score_scale(backend: Backend) -> float:
+    """How ``backend``'s model scores pairs against the shipped model: the graphs' metadata
+    ``match_score_scale`` (``coarse-loftr export --score-frames``), 1 when absent.
+
+    Raises ModelError when the entry is not a positive number (a graph edited by hand)."""
+    text = getattr(backend, "metadata", {}).get("match_score_scale")
+    if text is None:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ModelError(f"the model's metadata match_score_scale is {text!r}, not a positive number; export it again with `coarse-loftr export --score-frames`")
+    return scale
 
 
 class FeatureBackend(Backend, Protocol):

@@ -54,6 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--fine-stage-rows", type=_non_negative_int, default=0, metavar="N",
         help="with --fine-stage: place only the N most confident matches, the others keep their positions and score -1 (default 0: all)",
     )
+    parser.add_argument(
+        "--score-frames", type=Path, nargs="+", default=None, metavar="DIR",
+        help="folders of consecutive video frames (not your evaluation data): measure how this model's pair scores compare "
+             "with the shipped model's on them and write the ratio into the graphs, so that the matcher's steps trigger "
+             "as they do for the shipped model (docs/training.md; about a minute for the eleven training clips)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -73,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import check_output_file, make_parent
 
     check_output_file(args.output, "--output", (".onnx",))
+    if args.score_frames:
+        from ..tools.calibration import video_frames
+
+        video_frames(args.score_frames)  # a bad folder fails before the export, not after
 
     try:
         from coarse_loftr_train.checkpoint import load_model
         from coarse_loftr_train.correlation import CorrelationConfig
-        from coarse_loftr_train.export import ExtractionConfig, export_onnx
+        from coarse_loftr_train.export import ExtractionConfig, export_onnx, set_metadata
     except ImportError as error:
         raise BackendUnavailableError.from_import("export", error, "`pip install torch==2.13.0 onnx`") from None
     model = load_model(args.checkpoint, args.config)
@@ -93,4 +103,12 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(str(error)) from None
     kind = "fixed" if args.static else "dynamic height and width, default"
     print(f"wrote {path} ({model.config.name}, {kind} {model.config.input_width}x{model.config.input_height} input)")
+    if args.score_frames:
+        from ..tools.calibration import score_scale
+
+        scale, pairs = score_scale(path, args.score_frames)
+        set_metadata(path, {"match_score_scale": f"{scale:.4f}"})
+        print(f"match scores: {scale:.3f}x the shipped model's (median over {pairs} consecutive pairs), written to the graphs")
+    else:
+        print("match scores not calibrated (--score-frames): the matcher's steps assume this model scores pairs as the shipped one does")
     return 0

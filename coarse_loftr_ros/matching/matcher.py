@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..backends import create_backend
-from ..backends.base import Backend, RawMatches, has_fine_stage, set_input_size, takes_any_size
+from ..backends.base import Backend, RawMatches, has_fine_stage, match_score_scale, set_input_size, takes_any_size
 from ..errors import ImageError, OptionError
 from ..preprocess import InputSizeError, Letterbox, check_size, follow_input_size, to_grayscale, to_model_input
 from .lk_refinement import LKRefinement
@@ -154,6 +154,9 @@ class Matcher:
         self.backend: Backend = create_backend(model, backend, **backend_options)
         self.model_name = getattr(self.backend, "model_name", str(model or "default"))
         self._fine_stage = has_fine_stage(self.backend)
+        self.match_score_scale = match_score_scale(self.backend)
+        """The model's pair scores over the shipped model's (graph metadata, 1 when absent):
+        scores are divided by it, so the steps' thresholds mean the same for every model."""
         # "auto": each pair's input follows image 1 (_follow), where the model takes any size.
         self._follows_images = input_size == "auto" and takes_any_size(self.backend)
         self._model_input_size = tuple(self.backend.input_size)  # the model's own, before any change
@@ -440,6 +443,7 @@ class Matcher:
             result = self._merge(result, [self._to_result(c, box0, given_box1, image0) for c in pair.merged])
         result.rotation_deg, result.scale, result.rewarped = best.view.angle, best.view.scale, best.view.rewarped
         result.model_runs = pair.runs
+        result.match_score = best.score
         done = time.perf_counter()
         result.timing_ms = {
             "preprocess": (prepared - start) * 1e3,
@@ -475,9 +479,10 @@ class Matcher:
         return box0.inside(self._cell_points[raw.cells0]) & box1.inside(self._cell_points[raw.cells1])
 
     def _score(self, raw: RawMatches, box0: Letterbox, box1: Letterbox) -> float:
+        """``match_score`` of the matches on both images, in the shipped model's units."""
         stride = self.backend.stride
         cells = min(math.ceil(w / stride) * math.ceil(h / stride) for w, h in (box0.resized_size, box1.resized_size))
-        return match_score(raw.confidence[self._on_images(raw, box0, box1)], cells)
+        return match_score(raw.confidence[self._on_images(raw, box0, box1)], cells) / self.match_score_scale
 
     def _to_result(self, best: Candidate, box0: Letterbox, box1: Letterbox, image0: np.ndarray) -> MatchResult:
         """Matches on the images, in original pixels, thresholded, capped, polished, mapped back.

@@ -38,6 +38,10 @@ class MatchResult:
         model_runs: how many times the model ran for this pair (1, or more when the search,
             the rewarp or the motion prior tried other views; at most ``Matcher.max_model_runs``,
             fewer when ``Matcher.time_budget_ms`` ran out).
+        match_score: how well the view kept matched (``rotation_search.match_score``: the
+            summed confidence of its matches per coarse cell of the smaller image, over the
+            model's ``Matcher.match_score_scale``): what the steps decide on. Consecutive video
+            frames score about 0.2-0.7 with the shipped model; 0 when nothing matched.
         timing_ms: wall time per stage in milliseconds: ``preprocess``, ``inference`` (every
             model run and the steps around them), ``postprocess`` (mapping back and the polish),
             ``total``; and within them ``model`` (the model runs alone), ``prior``, ``search``
@@ -59,6 +63,7 @@ class MatchResult:
     scale: float = 1.0
     rewarped: bool = False
     model_runs: int = 1
+    match_score: float = 0.0
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -82,5 +87,6 @@ class MatchResult:
             "scale": float(self.scale),
             "rewarped": bool(self.rewarped),
             "model_runs": int(self.model_runs),
+            "match_score": round(float(self.match_score), 6),
             "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()},
         }
