@@ -2,7 +2,8 @@
 
 Accepted layouts (a ``torch.save`` dict):
 
-* this project's checkpoints: ``model_state_dict`` plus ``config`` (a ``ModelConfig`` dict);
+* this project's checkpoints: ``model_state_dict`` plus ``config`` (a ``ModelConfig`` dict)
+  and, for a shipped model, ``match_score_scale`` (``stored_match_score_scale``);
 * the released reduced model (Coarse_LoFTR_TRT): ``model_state_dict`` only;
 * the original LoFTR PyTorch-Lightning checkpoint: ``state_dict`` with keys under
   ``matcher.``; its fine-level weights are ignored (one log line).
@@ -136,3 +137,11 @@ def load_model(path: str | Path, config: ModelConfig | str | None = None, truste
         )
     model.load_state_dict(state)
     return model.eval()
+
+
+def stored_match_score_scale(path: str | Path) -> float | None:
+    """The checkpoint's ``match_score_scale`` (its pair scores over the shipped model's, as
+    ``coarse-loftr export --score-frames`` measures them), or None when it holds none: a
+    training run's checkpoints do not, a retrained model is measured again."""
+    value = read_checkpoint(Path(path)).get("match_score_scale")
+    return None if value is None else float(value)

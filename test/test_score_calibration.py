@@ -95,3 +95,18 @@ def test_export_refuses_a_bad_frames_folder_before_exporting(tmp_path):
                       "--output", tmp_path / "model.onnx", "--score-frames", tmp_path / "absent")
     assert_one_line_error(process, "--score-frames", "not a folder")
     assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoints_stored_scale_reaches_the_torch_backend_and_the_export(tmp_path):
+    torch = pytest.importorskip("torch")
+    data = torch.load(REPO / "coarse_loftr_ros" / "models" / "default.pt", weights_only=True)
+    data["match_score_scale"] = 2.0
+    checkpoint = tmp_path / "scaled.pt"
+    torch.save(data, checkpoint)
+    assert Matcher(checkpoint).match_score_scale == 2.0
+    output = tmp_path / "scaled.onnx"
+    done = run_cli("export", "--checkpoint", checkpoint, "--output", output)
+    assert done.returncode == 0, done.stderr
+    assert "stored in the checkpoint" in done.stdout
+    assert Matcher(output).match_score_scale == 2.0

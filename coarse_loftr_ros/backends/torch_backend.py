@@ -28,7 +28,7 @@ class TorchBackend:
         try:
             import torch
 
-            from coarse_loftr_train.checkpoint import load_model
+            from coarse_loftr_train.checkpoint import load_model, stored_match_score_scale
             from coarse_loftr_train.export import ExportableMatcher
         except ImportError as error:
             raise BackendUnavailableError(
@@ -42,6 +42,8 @@ class TorchBackend:
         self.input_size = (network.config.input_width, network.config.input_height)
         self.stride = network.config.coarse_stride
         self.model_name = self.model_path.name
+        scale = stored_match_score_scale(self.model_path)
+        self.metadata = {} if scale is None else {"match_score_scale": repr(scale)}  # as the exported graphs'
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.wrapper = ExportableMatcher(network).to(self.device).eval()
         rows, columns = network.pos_encoding.max_shape

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         video_frames(args.score_frames)  # a bad folder fails before the export, not after
 
     try:
-        from coarse_loftr_train.checkpoint import load_model
+        from coarse_loftr_train.checkpoint import load_model, stored_match_score_scale
         from coarse_loftr_train.correlation import CorrelationConfig
         from coarse_loftr_train.export import ExtractionConfig, export_onnx, set_metadata
     except ImportError as error:
@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         scale, pairs = score_scale(path, args.score_frames)
         set_metadata(path, {"match_score_scale": f"{scale:.4f}"})
         print(f"match scores: {scale:.3f}x the shipped model's (median over {pairs} consecutive pairs), written to the graphs")
+    elif (stored := stored_match_score_scale(args.checkpoint)) is not None:
+        set_metadata(path, {"match_score_scale": repr(stored)})
+        print(f"match scores: {stored:.3f}x the shipped model's (stored in the checkpoint), written to the graphs")
     else:
         print("match scores not calibrated (--score-frames): the matcher's steps assume this model scores pairs as the shipped one does")
     return 0
