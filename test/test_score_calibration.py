@@ -11,14 +11,14 @@ import onnx
 import pytest
 
 from cli_run import assert_one_line_error, run_cli
-from conftest import FREIBURG
-from shared_data import REPO, require
+from shared_data import REPO, SHARED, require
 
 from coarse_loftr_ros import Matcher
 from coarse_loftr_ros.backends.base import METADATA_PREFIX
 from coarse_loftr_ros.errors import CoarseLoftrError, ModelError
 from coarse_loftr_ros.tools.calibration import score_scale
 
+FREIBURG = SHARED / "data" / "freiburg_sequence"
 SHIPPED = REPO / "coarse_loftr_ros" / "models" / "default.onnx"
 GRAPHS = ("default.onnx", "default.features.onnx", "default.matching.onnx")
 
