@@ -102,6 +102,7 @@ def test_int8_with_a_prebuilt_engine_is_fine():
 
 def test_keyframe_every_zero_is_fine_with_a_match_threshold_or_in_stereo():
     assert validate_parameters({"mode": "sequence", "keyframe_every": 0, "keyframe_min_matches": 50})
+    assert validate_parameters({"mode": "sequence", "keyframe_every": 0, "keyframe_min_score": 0.2})
     assert validate_parameters({"mode": "stereo", "keyframe_every": 0}).keyframe_every == 0
 
 

@@ -217,6 +217,26 @@ def test_keyframe_replaced_when_matches_fall_below_threshold():
     assert pairer.keyframes == 4
 
 
+def test_keyframe_replaced_when_the_match_score_falls_below_threshold():
+    # The score decays with distance from the keyframe; the match count stays high (zoom views).
+    pairer = SequencePairer(keyframe_every=0, min_score=0.25)
+    pairs = []
+    for i in range(8):
+        pair = pairer.push(Frame(i * MS, i))
+        if pair is not None:
+            pairs.append((pair.reference.data, pair.current.data))
+            pairer.report_matches(300, 0.5 - 0.1 * (pair.current.data - pair.reference.data))
+    assert pairs == [(0, 1), (0, 2), (0, 3), (3, 4), (3, 5), (3, 6), (6, 7)]
+    # No score reported (None): only the count rule could fire, and it is off.
+    pairer = SequencePairer(keyframe_every=0, min_score=0.25)
+    got = []
+    for i in range(4):
+        if (pair := pairer.push(Frame(i * MS, i))) is not None:
+            got.append((pair.reference.data, pair.current.data))
+            pairer.report_matches(300)
+    assert got == [(0, 1), (0, 2), (0, 3)]
+
+
 def test_both_rules_together_and_without_feedback():
     pairer = SequencePairer(keyframe_every=4, min_matches=50)
     pairs = run_sequence(pairer, 7, matches=lambda ref, cur: 10 if cur == 2 else 90)
@@ -304,6 +324,10 @@ def test_invalid_sequence_arguments():
         SequencePairer(max_gap_s=float("nan"))
     with pytest.raises(ValueError, match="never replaced"):
         SequencePairer(keyframe_every=0, min_matches=0)
+    with pytest.raises(ValueError, match="min_score"):
+        SequencePairer(min_score=-0.1)
+    with pytest.raises(ValueError, match="min_score"):
+        SequencePairer(min_score=float("nan"))
     with pytest.raises(ValueError):
         SequencePairer(keyframe_every=-1)
     with pytest.raises(ValueError):

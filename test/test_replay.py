@@ -229,6 +229,8 @@ def test_option_errors_are_one_line(tmp_path, small_frames):
         ({"image0_topic": "/a", "image1_topic": "/a"}, "stereo mode needs two cameras"),
         ({"image_topic": "/a", "image0_topic": "/a", "image1_topic": "/b"}, "not both"),
         ({"image_topic": "/a", "keyframe_every": 0}, "never replaced"),
+        ({"image_topic": "/a", "keyframe_min_score": 1.5}, r"--keyframe-min-score in \[0, 1\]"),
+        ({"image_topic": "/a", "keyframe_min_score": float("nan")}, r"--keyframe-min-score in \[0, 1\]"),
         ({"image_topic": "/a", "storage": "rosbag1"}, "mcap or sqlite3"),
         ({"image_topic": "/a", "threshold": 1.5}, r"--threshold must be a number in \[0, 1\]"),
         ({"image_topic": "/a", "threshold": float("nan")}, r"--threshold must be a number in \[0, 1\]"),

@@ -89,6 +89,33 @@ def test_keyframe_replaced_when_matches_to_it_fall_on_real_frames(kitti_frames):
 
 
 @pytest.mark.slow
+def test_keyframe_replaced_when_the_match_score_falls_on_real_frames(kitti_frames):
+    """The node's ``keyframe_every: 0, keyframe_min_score: S`` policy, through ``MessageMatcher``
+    (the node's path) on real image messages: the score falls with the distance to the keyframe
+    (KITTI, shipped model: about 0.47 one frame apart, 0.2 five apart), so the keyframe moves
+    along, and only after a pair scored below S."""
+    pytest.importorskip("rosbags")
+    from test_message_matching import header, image_message
+
+    from coarse_loftr_ros import Matcher
+    from coarse_loftr_ros.ros.message_matching import MessageMatcher
+
+    streams = MessageMatcher(Matcher(), keyframe_every=0, keyframe_min_score=0.3)
+    stamps = {(header(i).stamp.sec, header(i).stamp.nanosec): i for i in range(len(kitti_frames))}
+    references, scores = [], []
+    for index, frame in enumerate(kitti_frames):
+        matched = streams.match_sequence(image_message(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), index))
+        if matched is not None:
+            references.append(stamps[(matched.header0.stamp.sec, matched.header0.stamp.nanosec)])
+            scores.append(matched.result.match_score)
+    assert references[0] == 0 and scores[0] > 0.3
+    assert 2 <= streams.pairer.keyframes < len(kitti_frames)
+    assert references == sorted(references)
+    for reference, score, nxt in zip(references, scores, references[1:]):
+        assert nxt == reference or score < 0.3
+
+
+@pytest.mark.slow
 def test_the_keyframe_example_of_node_md_runs_as_written():
     """docs/node.md's keyframe example, verbatim, from the checkout (it reads ../shared)."""
     import re

@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pairing.add_argument("--sync-queue-size", type=int, default=node["sync_queue_size"], metavar="N", help="stereo: unpaired images kept per camera (default: %(default)s)")
     pairing.add_argument("--keyframe-every", type=int, default=node["keyframe_every"], metavar="N", help="sequence: new keyframe every N frames; 1 = previous frame (default: %(default)s)")
     pairing.add_argument("--keyframe-min-matches", type=int, default=node["keyframe_min_matches"], metavar="N", help="sequence: new keyframe when a pair has fewer matches (0 = off; default: %(default)s)")
+    pairing.add_argument("--keyframe-min-score", type=float, default=node["keyframe_min_score"], metavar="S", help="sequence: new keyframe when a pair's match score is below S in [0, 1] (0 = off; default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, default=None, help="model file (.onnx, .pt/.ckpt, .engine); default: the shipped model")
     model.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="runtime (default: auto)")
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         sync_queue_size=args.sync_queue_size,
         keyframe_every=args.keyframe_every,
         keyframe_min_matches=args.keyframe_min_matches,
+        keyframe_min_score=args.keyframe_min_score,
         model=args.model,
         backend=args.backend,
         threshold=args.threshold,

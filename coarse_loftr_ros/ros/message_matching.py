@@ -3,7 +3,7 @@
 Public API:
 
 - ``MessageMatcher(matcher, keyframe_every=1, keyframe_min_matches=0, max_pixels=DEFAULT_MAX_PIXELS,
-  max_gap_s=0.0, restart_on_change=False)``: ``match_stereo(msg0, msg1) -> MatchedPair`` for a synchronised stereo pair,
+  max_gap_s=0.0, restart_on_change=False, keyframe_min_score=0.0)``: ``match_stereo(msg0, msg1) -> MatchedPair`` for a synchronised stereo pair,
   and ``match_sequence(msg) -> MatchedPair | None`` for the next frame of one camera
   (``None`` for a first frame, or one that restarts the sequence: ``last_restart`` then names
   the reason, one of ``pairing.RESTART_REASONS``). ``reset()`` restarts the sequence.
@@ -85,14 +85,15 @@ class MessageMatcher:
 
     def __init__(
         self, matcher: Any, keyframe_every: int = 1, keyframe_min_matches: int = 0, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        max_gap_s: float = 0.0, restart_on_change: bool = False,
+        max_gap_s: float = 0.0, restart_on_change: bool = False, keyframe_min_score: float = 0.0,
     ) -> None:
         self.matcher = matcher
         self.max_pixels = max_pixels
-        self.pairer = SequencePairer(keyframe_every=keyframe_every, min_matches=keyframe_min_matches, max_gap_s=max_gap_s)
+        self.pairer = SequencePairer(keyframe_every=keyframe_every, min_matches=keyframe_min_matches, max_gap_s=max_gap_s,
+                                     min_score=keyframe_min_score)
         self.last_restart: str | None = None
         self.restart_on_change = restart_on_change
-        self.uses_match_next = keyframe_every == 1 and keyframe_min_matches == 0
+        self.uses_match_next = keyframe_every == 1 and keyframe_min_matches == 0 and keyframe_min_score == 0
 
     def match_stereo(self, msg0: Any, msg1: Any) -> MatchedPair:
         """Match camera 0's image with camera 1's."""
@@ -131,7 +132,7 @@ class MessageMatcher:
                     return None
             else:
                 result = self.matcher.match_extracted(reference.features, features)
-                self.pairer.report_matches(len(result))
+                self.pairer.report_matches(len(result), result.match_score)
         except ImageError:
             # The matcher refused the frame before changing its own state (Matcher.prepare
             # runs first): undo the policy's step too, so the next frame pairs with the last

@@ -166,6 +166,7 @@ class MatcherNode(Node):
             matcher,
             keyframe_every=self.config.keyframe_every,
             keyframe_min_matches=self.config.keyframe_min_matches,
+            keyframe_min_score=self.config.keyframe_min_score,
             max_pixels=self.config.max_image_pixels,  # 0: no limit
             max_gap_s=self.config.max_gap_s,  # 0: no limit
             restart_on_change=True,  # a new frame_id, size or encoding starts a new sequence

@@ -75,6 +75,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=0, maximum=10000),
     ParameterSpec("keyframe_min_matches", 0, "sequence: the matched frame becomes the keyframe when its pair "
                   "has fewer matches than this (0 = off)", minimum=0, maximum=100000),
+    ParameterSpec("keyframe_min_score", 0.0, "sequence: the matched frame becomes the keyframe when its pair's "
+                  "match score (summed confidence per coarse cell, MatchResult.match_score) is below this "
+                  "(0 = off; consecutive frames score about 0.3-0.7)", minimum=0.0, maximum=1.0),
     ParameterSpec("max_gap_s", 1.0, "sequence: restart the sequence (no pair across it) when a frame comes more than "
                   "this many seconds after the previous one; 0 = never", minimum=0.0, maximum=3600.0),
     # Model and backend.
@@ -161,6 +164,7 @@ class NodeConfig:
     sync_queue_size: int
     keyframe_every: int
     keyframe_min_matches: int
+    keyframe_min_score: float
     max_gap_s: float
     model: str
     backend: str
@@ -236,9 +240,9 @@ def validate_parameters(values: Mapping[str, Any]) -> NodeConfig:
     checked = {name: _check_value(spec, ours.get(name, spec.default)) for name, spec in _SPECS.items()}
     config = NodeConfig(**checked)
 
-    if config.mode == "sequence" and config.keyframe_every == 0 and config.keyframe_min_matches == 0:
+    if config.mode == "sequence" and config.keyframe_every == 0 and config.keyframe_min_matches == 0 and config.keyframe_min_score == 0:
         raise ParameterError(
-            "keyframe_every=0 needs keyframe_min_matches > 0, or the keyframe is never replaced"
+            "keyframe_every=0 needs keyframe_min_matches or keyframe_min_score > 0, or the keyframe is never replaced"
         )
     if (config.input_width == 0) != (config.input_height == 0):
         raise ParameterError("set both input_width and input_height, or neither (0 = the model's own size)")

@@ -210,10 +210,13 @@ class SequencePairer:
       keyframe (``keyframe_every=1``, the default, always matches against the previous
       frame), or
     - ``min_matches`` > 0 and ``report_matches(n)`` says its pair had fewer than
-      ``min_matches`` matches (tracking against the old keyframe got weak).
+      ``min_matches`` matches (tracking against the old keyframe got weak), or
+    - ``min_score`` > 0 and ``report_matches(n, score)`` says its pair's
+      ``MatchResult.match_score`` was below ``min_score`` (the same, measured per coarse cell:
+      independent of the image size and of the zoom views' extra matches).
 
-    ``keyframe_every=0`` with ``min_matches`` > 0 replaces the keyframe only on weak
-    matching.
+    ``keyframe_every=0`` with ``min_matches`` or ``min_score`` > 0 replaces the keyframe only on
+    weak matching.
 
     The sequence restarts (the frame becomes the first of a new one and yields no pair) when
     its stamp goes backwards, when it comes more than ``max_gap_s`` seconds after the previous
@@ -222,18 +225,21 @@ class SequencePairer:
     and ``last_restart`` is the reason for the last ``push`` (``None``: no restart).
     """
 
-    def __init__(self, keyframe_every: int = 1, min_matches: int = 0, max_gap_s: float = 0.0) -> None:
+    def __init__(self, keyframe_every: int = 1, min_matches: int = 0, max_gap_s: float = 0.0, min_score: float = 0.0) -> None:
         if keyframe_every < 0:
             raise ValueError(f"keyframe_every must be >= 0, got {keyframe_every}")
         if min_matches < 0:
             raise ValueError(f"min_matches must be >= 0, got {min_matches}")
-        if keyframe_every == 0 and min_matches == 0:
-            raise ValueError("keyframe_every=0 needs min_matches > 0, or the keyframe is never replaced")
+        if not min_score >= 0:
+            raise ValueError(f"min_score must be >= 0, got {min_score}")
+        if keyframe_every == 0 and min_matches == 0 and min_score == 0:
+            raise ValueError("keyframe_every=0 needs min_matches or min_score > 0, or the keyframe is never replaced")
         if not max_gap_s >= 0:
             raise ValueError(f"max_gap_s must be >= 0 seconds (0 = no limit), got {max_gap_s}")
         self.max_gap_ns = int(round(max_gap_s * NS_PER_S))
         self.keyframe_every = keyframe_every
         self.min_matches = min_matches
+        self.min_score = float(min_score)
         self.keyframe: Frame | None = None
         self.frames_since_keyframe = 0
         self.keyframes = 0
@@ -276,9 +282,12 @@ class SequencePairer:
             self._set_keyframe(frame)
         return pair
 
-    def report_matches(self, num_matches: int) -> None:
-        """Tell the policy how many matches the last returned pair had."""
-        if self._pending is not None and self.min_matches and num_matches < self.min_matches:
+    def report_matches(self, num_matches: int, score: float | None = None) -> None:
+        """Tell the policy how many matches the last returned pair had, and its
+        ``MatchResult.match_score`` (None: not known, the score rule does not fire)."""
+        weak = (self.min_matches and num_matches < self.min_matches) or (
+            self.min_score and score is not None and score < self.min_score)
+        if self._pending is not None and weak:
             if self.keyframe is not self._pending:
                 self._set_keyframe(self._pending)
         self._pending = None

@@ -118,6 +118,7 @@ class ReplayConfig:
     sync_queue_size: int = NODE_DEFAULTS["sync_queue_size"]
     keyframe_every: int = NODE_DEFAULTS["keyframe_every"]
     keyframe_min_matches: int = NODE_DEFAULTS["keyframe_min_matches"]
+    keyframe_min_score: float = NODE_DEFAULTS["keyframe_min_score"]
     # Matcher.
     model: str | Path | None = None
     backend: str = "auto"
@@ -177,10 +178,10 @@ class ReplayConfig:
             raise CoarseLoftrError(f"--slop must be in [0, 1] seconds (the node's range), got {self.slop_s}")
         if self.sync_queue_size < 1:
             raise CoarseLoftrError(f"--sync-queue-size must be at least 1, got {self.sync_queue_size}")
-        if self.keyframe_every < 0 or self.keyframe_min_matches < 0:
-            raise CoarseLoftrError("--keyframe-every and --keyframe-min-matches must be >= 0")
-        if self.keyframe_every == 0 and self.keyframe_min_matches == 0:
-            raise CoarseLoftrError("--keyframe-every 0 needs --keyframe-min-matches > 0, or the keyframe is never replaced")
+        if self.keyframe_every < 0 or self.keyframe_min_matches < 0 or not 0 <= self.keyframe_min_score <= 1:
+            raise CoarseLoftrError("--keyframe-every and --keyframe-min-matches must be >= 0, --keyframe-min-score in [0, 1]")
+        if self.keyframe_every == 0 and self.keyframe_min_matches == 0 and self.keyframe_min_score == 0:
+            raise CoarseLoftrError("--keyframe-every 0 needs --keyframe-min-matches or --keyframe-min-score > 0, or the keyframe is never replaced")
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise CoarseLoftrError(f"--fps must be a positive number of frames per second, got {self.fps}")
         limit = self.max_image_pixels
@@ -778,7 +779,7 @@ def _replay_loop(
     from .report import CameraInfoError, CameraModel
 
     streams = MessageMatcher(matcher, keyframe_every=config.keyframe_every, keyframe_min_matches=config.keyframe_min_matches,
-                             max_pixels=config.max_image_pixels)
+                             max_pixels=config.max_image_pixels, keyframe_min_score=config.keyframe_min_score)
     pairer = StereoPairer(config.slop_s, exact=config.sync == "exact", queue_size=config.sync_queue_size) if config.stereo else None
     cameras: list[Any] = [None, None]
     bar = tqdm(total=source.expected_messages, unit="msg", desc="replay", dynamic_ncols=True,
