@@ -442,13 +442,10 @@ def _export_graph(
         )
     proto = onnx.load(str(tmp))
     _declare_output_shapes(proto, module, inputs, dynamic_axes or {})
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_PREFIX + key, value
+    _put_metadata(proto, metadata)
     proto.producer_name = "coarse_loftr_ros"
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    _save(proto, path)
 
 
 def set_metadata(output: str | Path, entries: dict[str, str]) -> None:
@@ -459,14 +456,27 @@ def set_metadata(output: str | Path, entries: dict[str, str]) -> None:
     paths = [Path(output), *sequence_graph_paths(output)]
     for path in (p for p in paths if p.is_file()):
         proto = onnx.load(str(path))
-        keep = [(e.key, e.value) for e in proto.metadata_props if e.key.removeprefix(METADATA_PREFIX) not in entries]
-        del proto.metadata_props[:]
-        for key, value in [*keep, *((METADATA_PREFIX + k, v) for k, v in entries.items())]:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        tmp = path.with_name(path.name + ".tmp")
-        onnx.save(proto, str(tmp))
-        tmp.replace(path)
+        _put_metadata(proto, entries)
+        _save(proto, path)
+
+
+def _put_metadata(proto, entries: dict[str, str]) -> None:
+    """Set ``entries`` (keys without ``METADATA_PREFIX``) in ``proto``'s metadata, replacing
+    entries of the same key."""
+    keep = [(e.key, e.value) for e in proto.metadata_props if e.key.removeprefix(METADATA_PREFIX) not in entries]
+    del proto.metadata_props[:]
+    for key, value in [*keep, *((METADATA_PREFIX + k, v) for k, v in entries.items())]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _save(proto, path: Path) -> None:
+    """Write ``proto`` to ``path`` whole: to a temporary file beside it, then renamed."""
+    import onnx
+
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
 
 
 def _declare_output_shapes(proto, module: nn.Module, inputs: tuple, dynamic_axes: dict[str, dict[int, str]]) -> None:

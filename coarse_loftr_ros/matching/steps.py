@@ -114,6 +114,11 @@ class Candidate:
     view: View
     score: float = 0.0
 
+    @property
+    def ended_runs(self) -> bool:
+        """It scored below its view's ``stop_below``: the pair's runs end here."""
+        return self.view.stop_below is not None and self.score < self.view.stop_below
+
 
 class Step(Protocol):
     """A step that may spend model runs on a pair."""
@@ -162,8 +167,7 @@ class PairSearch:
     @property
     def stopped(self) -> bool:
         """The last view scored below its ``stop_below``: no more runs."""
-        last = self.candidates[-1] if self.candidates else None
-        return last is not None and last.view.stop_below is not None and last.score < last.view.stop_below
+        return bool(self.candidates) and self.candidates[-1].ended_runs
 
     @property
     def out_of_time(self) -> bool:
@@ -187,10 +191,11 @@ class PairSearch:
     def tried(self, key: tuple) -> bool:
         return any(c.view.key == key for c in self.candidates)
 
-    def run_steps(self, steps: tuple[Step, ...]) -> Candidate:
+    def run_steps(self, steps: tuple[Step, ...]) -> None:
         """Spend the budget on the steps' proposals, in the order of ``steps``, until it is spent
         (runs or time) or no step proposes; once a view scores below its ``stop_below``, only
-        the steps marked ``after_stop`` (``Zoom``) may still propose. The best candidate."""
+        the steps marked ``after_stop`` (``Zoom``) may still propose. The result: ``kept``,
+        ``merged``."""
         while self.runs < self.budget and not self.out_of_time:
             for step in steps:
                 if self.stopped and not getattr(step, "after_stop", False):
@@ -205,7 +210,6 @@ class PairSearch:
                 break
         if self.best is None:  # every step declined (all off): the given image 1
             self._try("upright", View(self.image1), time.perf_counter())
-        return self.best
 
     def _try(self, name: str, view: View, start: float) -> None:
         before = time.perf_counter()
@@ -354,7 +358,7 @@ class Zoom:
     after_stop = True
 
     def propose(self, pair: PairSearch) -> View | None:
-        if not any(c.view.key[0] == "rewarp" and c.view.stop_below is not None and c.score < c.view.stop_below for c in pair.candidates):
+        if not any(c.view.key[0] == "rewarp" and c.ended_runs for c in pair.candidates):
             return None
         upright = next((c for c in pair.candidates if c.view.key == ("upright",)), None)
         if upright is None:
